@@ -1,0 +1,25 @@
+"""Package metadata: `pip install -e .` for the library, `pip install -e '.[test]'` for the tests."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name='supervised-reptile-tf2',
+    version='0.1.0',
+    description='Reptile and first-order MAML for few-shot classification on TensorFlow 2',
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    license='MIT',
+    python_requires='>=3.10',
+    packages=find_packages(exclude=['tests', 'tests.*']),
+    install_requires=[
+        'tensorflow>=2.21,<3',  # the models, the compiled inner loops, checkpoints
+        'keras>=3',             # layers and the Adam/SGD optimizers (comes with TensorFlow)
+        'tensorboard',          # tf.summary needs it at run time; TensorFlow does not pull it in
+        'absl-py',              # command-line flags
+        'numpy',                # host-side task sampling
+        'Pillow',               # decoding the images
+    ],
+    extras_require={
+        'test': ['pytest'],
+    },
+)

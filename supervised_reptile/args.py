@@ -1,0 +1,111 @@
+"""
+Command-line flags shared by run_omniglot.py and run_miniimagenet.py, and what they build.
+
+The flags, their dashed spellings, defaults and meanings are the reference implementation's,
+so its commands run unchanged. Nothing outside this module reads a flag: the functions below
+turn them into objects and keyword arguments.
+"""
+
+from absl import flags
+
+from . import models
+from .reptile import FOML, Reptile
+
+flags.DEFINE_bool('pretrained', False, 'evaluate a pre-trained model')
+flags.DEFINE_integer('seed', 0, 'random seed')
+flags.DEFINE_string('checkpoint', 'model_checkpoint', 'checkpoint directory')
+flags.DEFINE_integer('classes', 5, 'number of classes per inner task', lower_bound=1)
+flags.DEFINE_integer('shots', 5, 'number of examples per class', lower_bound=1)
+flags.DEFINE_integer('train-shots', 0, 'shots in a training batch (0: use --shots)', lower_bound=0)
+flags.DEFINE_integer('inner-batch', 5, 'inner batch size', lower_bound=1)
+flags.DEFINE_integer('inner-iters', 20, 'inner iterations', lower_bound=1)
+flags.DEFINE_bool('replacement', False, 'sample with replacement')
+flags.DEFINE_float('learning-rate', 1e-3, 'Adam step size', lower_bound=0)
+flags.DEFINE_float('meta-step', 0.1, 'meta-training step size')
+flags.DEFINE_float('meta-step-final', 0.1, 'meta-training step size by the end')
+flags.DEFINE_integer('meta-batch', 1, 'meta-training batch size', lower_bound=1)
+flags.DEFINE_integer('meta-iters', 400000, 'meta-training iterations', lower_bound=1)
+flags.DEFINE_integer('eval-batch', 5, 'eval inner batch size', lower_bound=1)
+flags.DEFINE_integer('eval-iters', 50, 'eval inner iterations', lower_bound=1)
+flags.DEFINE_integer('eval-samples', 10000, 'evaluation samples', lower_bound=1)
+flags.DEFINE_integer('eval-interval', 10, 'train steps per eval', lower_bound=1)
+flags.DEFINE_float('weight-decay', 1, 'weight decay rate', lower_bound=0)
+flags.DEFINE_bool('transductive', False, 'evaluate all samples at once')
+flags.DEFINE_bool('foml', False, 'use FOML instead of Reptile')
+flags.DEFINE_integer('foml-tail', None,
+                     'number of shots for the final mini-batch in FOML (default: none, the final '
+                     'mini-batch is an ordinary one)', lower_bound=1)
+flags.DEFINE_bool('sgd', False, 'use vanilla SGD instead of Adam')
+
+FLAGS = flags.FLAGS
+
+
+def _value(name):
+    return FLAGS[name].value
+
+
+def _training_shots():
+    return _value('train-shots') or _value('shots')
+
+
+@flags.multi_flags_validator(['foml', 'foml-tail'],
+                             message='--foml-tail needs --foml; add --foml or drop --foml-tail')
+def _tail_needs_foml(values):
+    return values['foml-tail'] is None or values['foml']
+
+
+@flags.multi_flags_validator(
+    ['foml-tail', 'shots', 'train-shots', 'inner-iters'],
+    message='--foml-tail must leave at least one training shot per class for the other inner '
+            'iterations; lower --foml-tail or raise --train-shots')
+def _tail_fits(values):
+    tail = values['foml-tail']
+    if tail is None:
+        return True
+    shots = values['train-shots'] or values['shots']
+    return tail < shots or (tail == shots and values['inner-iters'] == 1)
+
+
+def build_optimizer():
+    """The inner-loop optimizer: the reference's Adam, or plain SGD with --sgd."""
+    learning_rate = _value('learning-rate')
+    return models.sgd(learning_rate) if _value('sgd') else models.adam(learning_rate)
+
+
+def build_reptile(model):
+    """Reptile, or first-order MAML with --foml, around a model and a fresh optimizer."""
+    algorithm = FOML if _value('foml') else Reptile
+    return algorithm(model, build_optimizer(), transductive=_value('transductive'),
+                     weight_decay_rate=_value('weight-decay'))
+
+
+def train_kwargs():
+    """Keyword arguments of train.train()."""
+    return {
+        'num_classes': _value('classes'),
+        'num_shots': _value('shots'),
+        'train_shots': _training_shots(),
+        'inner_batch_size': _value('inner-batch'),
+        'inner_iters': _value('inner-iters'),
+        'replacement': _value('replacement'),
+        'meta_step_size': _value('meta-step'),
+        'meta_step_size_final': _value('meta-step-final'),
+        'meta_batch_size': _value('meta-batch'),
+        'meta_iters': _value('meta-iters'),
+        'eval_inner_batch_size': _value('eval-batch'),
+        'eval_inner_iters': _value('eval-iters'),
+        'eval_interval': _value('eval-interval'),
+        'tail_shots': _value('foml-tail'),
+    }
+
+
+def evaluate_kwargs():
+    """Keyword arguments of eval.evaluate()."""
+    return {
+        'num_classes': _value('classes'),
+        'num_shots': _value('shots'),
+        'eval_inner_batch_size': _value('eval-batch'),
+        'eval_inner_iters': _value('eval-iters'),
+        'replacement': _value('replacement'),
+        'num_samples': _value('eval-samples'),
+    }

@@ -1,0 +1,63 @@
+"""
+Evaluation of a meta-learned initialization over many sampled tasks.
+
+Accuracy is the fraction of query images predicted right, over all tasks (one query per class
+per task, as in the reference). Beyond the reference, it comes with a 95% confidence interval
+over tasks.
+"""
+
+from dataclasses import dataclass
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from . import sampling
+from .progress import Progress
+
+
+@dataclass
+class Accuracy:
+    """Mean accuracy over tasks, the half-width of its 95% confidence interval, and the task count."""
+    mean: float
+    ci95: float
+    num_tasks: int
+
+    @classmethod
+    def from_task_accuracies(cls, accuracies):
+        """Normal approximation: mean +/- 1.96 standard errors (sample standard deviation)."""
+        accuracies = np.asarray(accuracies, dtype=np.float64)
+        count = len(accuracies)
+        std_error = accuracies.std(ddof=1) / math.sqrt(count) if count > 1 else float('nan')
+        return cls(float(accuracies.mean()), 1.96 * std_error, count)
+
+    def __str__(self):
+        return '%f +/- %f (95%% CI, %d tasks)' % (self.mean, self.ci95, self.num_tasks)
+
+
+def evaluate_task(reptile, classes, images, rng, num_classes=5, num_shots=5,
+                  eval_inner_batch_size=5, eval_inner_iters=50, replacement=False):
+    """Sample one evaluation task from classes (whose images are on the device as `images`),
+    fine-tune on it and return the number of queries predicted right."""
+    task = sampling.evaluation_task(classes, num_classes, num_shots, eval_inner_batch_size,
+                                    eval_inner_iters, replacement, rng)
+    return reptile.evaluate(images, task)
+
+
+def evaluate(reptile, classes, rng, num_classes=5, num_shots=5, eval_inner_batch_size=5,
+             eval_inner_iters=50, replacement=False, num_samples=10000, log_fn=print,
+             name='evaluation'):
+    """Accuracy over num_samples independent tasks drawn from classes."""
+    classes.check_task_size(num_classes, num_shots + 1, name)
+    images = tf.constant(classes.images)
+    progress = Progress(num_samples)
+    report_every = max(1, num_samples // 10)
+    correct = []
+    for _ in range(num_samples):
+        correct.append(evaluate_task(reptile, classes, images, rng, num_classes, num_shots,
+                                     eval_inner_batch_size, eval_inner_iters, replacement))
+        progress.advance()
+        if progress.done % report_every == 0 and progress.done < num_samples:
+            log_fn('  %s: %s, accuracy so far %f'
+                   % (name, progress.describe('tasks'), sum(correct) / (len(correct) * num_classes)))
+    return Accuracy.from_task_accuracies(np.array(correct) / num_classes)

@@ -1,0 +1,52 @@
+"""
+The reference's few-shot classifiers as Keras models.
+
+Batch normalization always normalises with the statistics of the batch at hand, in training,
+in fine-tuning and in prediction: that is the reference's behaviour, and what makes transductive
+prediction differ from non-transductive (the query images share their statistics or not). Its
+moving averages are never used; Keras updates them, which changes nothing else.
+"""
+
+import keras
+
+
+class BatchStatsNormalization(keras.layers.BatchNormalization):
+    """Batch normalization that always uses the current batch's statistics (eps 1e-3)."""
+
+    def call(self, inputs, training=None, mask=None):
+        return super().call(inputs, training=True, mask=mask)
+
+
+def _classifier(name, input_shape, blocks, num_classes):
+    layers = [keras.Input(input_shape)]
+    for block in blocks:
+        layers.extend(block)
+    layers += [keras.layers.Flatten(), keras.layers.Dense(num_classes, name='logits')]
+    return keras.Sequential(layers, name=name)
+
+
+def omniglot_model(num_classes):
+    """4 x [conv 64 3x3 stride 2 'same' -> BN -> ReLU] -> dense, on 28x28x1 images in [0, 1]."""
+    blocks = [[keras.layers.Conv2D(64, 3, strides=2, padding='same'),
+               BatchStatsNormalization(epsilon=1e-3),
+               keras.layers.ReLU()] for _ in range(4)]
+    return _classifier('omniglot', (28, 28, 1), blocks, num_classes)
+
+
+def miniimagenet_model(num_classes):
+    """4 x [conv 32 3x3 'same' -> BN -> max-pool 2x2 'same' -> ReLU] -> dense, on 84x84x3."""
+    blocks = [[keras.layers.Conv2D(32, 3, padding='same'),
+               BatchStatsNormalization(epsilon=1e-3),
+               keras.layers.MaxPooling2D(2, strides=2, padding='same'),
+               keras.layers.ReLU()] for _ in range(4)]
+    return _classifier('miniimagenet', (84, 84, 3), blocks, num_classes)
+
+
+def adam(learning_rate):
+    """The reference's Adam: no momentum (beta1 = 0), beta2 = 0.999, epsilon 1e-8 (TF1's)."""
+    return keras.optimizers.Adam(learning_rate, beta_1=0.0, beta_2=0.999, epsilon=1e-8)
+
+
+def sgd(learning_rate):
+    """Plain gradient descent, for --sgd."""
+    return keras.optimizers.SGD(learning_rate)

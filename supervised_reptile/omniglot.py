@@ -1,0 +1,146 @@
+"""
+Omniglot: reading, the reference's 1200/423 character split, and the x4 rotation augmentation.
+
+Expected layout: <data_dir>/<Alphabet>/characterNN/*.png, the 50 alphabets of the background
+and evaluation sets merged (./fetch_data.sh makes it). Images are 105x105 1-bit PNGs; they are
+resized to 28x28 with nearest-neighbour sampling and kept as uint8 0 (ink) / 255 (background),
+which the models see as 0.0 / 1.0, as in the reference.
+
+Decoding 32,460 PNGs takes a while, so the decoded arrays are cached in one compressed file in
+the data directory, keyed by the names, sizes and modification times of the PNGs.
+"""
+
+import hashlib
+import os
+import random
+import tempfile
+
+import numpy as np
+from PIL import Image
+
+from .errors import UserError
+from .sampling import ImageClasses
+
+IMAGE_SIZE = 28
+NUM_TRAIN_CHARACTERS = 1200
+CACHE_NAME = '.decoded-28x28.npz'
+
+
+def read_dataset(data_dir):
+    """All characters of the data directory as ImageClasses, in sorted alphabet/character order."""
+    characters = _list_characters(data_dir)
+    fingerprint = _fingerprint(data_dir, characters)
+    cache_path = os.path.join(data_dir, CACHE_NAME)
+    cached = _read_cache(cache_path, fingerprint)
+    if cached is not None:
+        return cached
+    classes = ImageClasses.from_arrays(
+        [np.stack([_read_image(os.path.join(data_dir, name, f)) for f in files])
+         for name, files in characters],
+        [name for name, _ in characters])
+    _write_cache(cache_path, fingerprint, classes)
+    return classes
+
+
+def split_dataset(classes, seed, num_train=NUM_TRAIN_CHARACTERS):
+    """The reference's split: shuffle the sorted characters with Python's random seeded by seed,
+    then the first num_train characters train and the rest test."""
+    order = list(range(len(classes)))
+    random.Random(seed).shuffle(order)
+    return _subset(classes, order[:num_train]), _subset(classes, order[num_train:])
+
+
+def augment_dataset(classes):
+    """Each character at 0, 90, 180 and 270 degrees counter-clockwise, as four separate classes."""
+    arrays, names = [], []
+    for class_id, name in enumerate(classes.names):
+        images = classes.class_images(class_id)
+        for quarter_turns in range(4):
+            arrays.append(np.rot90(images, quarter_turns, axes=(1, 2)))
+            names.append('%s@%d' % (name, 90 * quarter_turns))
+    return ImageClasses.from_arrays(arrays, names)
+
+
+def load(data_dir, seed):
+    """The training set (1200 characters x 4 rotations) and the test set (the other characters)."""
+    train, test = split_dataset(read_dataset(data_dir), seed)
+    return augment_dataset(train), test
+
+
+def _subset(classes, class_ids):
+    return ImageClasses.from_arrays([classes.class_images(c) for c in class_ids],
+                                    [classes.names[c] for c in class_ids])
+
+
+def _list_characters(data_dir):
+    """[(alphabet/characterNN, sorted png names)] in the reference's order."""
+    missing = 'no Omniglot data in %s; run ./fetch_data.sh to download it' % data_dir
+    if not os.path.isdir(data_dir):
+        raise UserError(missing)
+    characters = []
+    for alphabet in sorted(os.listdir(data_dir)):
+        alphabet_dir = os.path.join(data_dir, alphabet)
+        if not os.path.isdir(alphabet_dir):
+            continue
+        for character in sorted(os.listdir(alphabet_dir)):
+            if character.startswith('character'):
+                files = sorted(f for f in os.listdir(os.path.join(alphabet_dir, character))
+                               if f.endswith('.png'))
+                if not files:
+                    raise UserError('character folder %s has no PNG images; re-run ./fetch_data.sh'
+                                    % os.path.join(alphabet_dir, character))
+                characters.append((alphabet + '/' + character, files))
+    if not characters:
+        raise UserError(missing)
+    return characters
+
+
+def _fingerprint(data_dir, characters):
+    digest = hashlib.sha256(b'28x28 nearest, v1')
+    for name, files in characters:
+        for file_name in files:
+            stat = os.stat(os.path.join(data_dir, name, file_name))
+            digest.update(('%s/%s %d %d\n' % (name, file_name, stat.st_size,
+                                              stat.st_mtime_ns)).encode())
+    return digest.hexdigest()
+
+
+def _read_image(path):
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode != '1':
+                raise UserError('%s is a %s image, not a 1-bit Omniglot PNG; re-run ./fetch_data.sh'
+                                % (path, image.mode))
+            resized = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.NEAREST)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UserError('cannot read image %s (%s); re-run ./fetch_data.sh' % (path, exc)) from None
+    return (np.asarray(resized, dtype=np.uint8) * 255)[..., None]
+
+
+def _read_cache(path, fingerprint):
+    try:
+        with np.load(path) as cache:
+            if str(cache['fingerprint']) != fingerprint:
+                return None
+            return ImageClasses(cache['images'], cache['offsets'], cache['counts'],
+                                cache['names'].tolist())
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _write_cache(path, fingerprint, classes):
+    """Write the cache atomically; a data directory we cannot write to just goes uncached."""
+    try:
+        handle, temp_path = tempfile.mkstemp(dir=os.path.dirname(path), suffix='.tmp')
+    except OSError:
+        return
+    try:
+        with os.fdopen(handle, 'wb') as temp_file:
+            np.savez_compressed(temp_file, fingerprint=fingerprint, images=classes.images,
+                                offsets=classes.offsets, counts=classes.counts,
+                                names=np.array(classes.names))
+        os.chmod(temp_path, 0o644)
+        os.replace(temp_path, path)
+    except OSError:
+        os.unlink(temp_path)

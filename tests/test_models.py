@@ -1,0 +1,43 @@
+"""The Keras models have the reference's architecture."""
+
+import numpy as np
+
+from supervised_reptile import models
+
+
+def trainable_count(model):
+    return sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+
+
+def test_omniglot_model_parameter_counts():
+    assert trainable_count(models.omniglot_model(5)) == 113221
+    assert trainable_count(models.omniglot_model(20)) == 117076
+
+
+def test_miniimagenet_model_parameter_count_and_features():
+    model = models.miniimagenet_model(5)
+    assert trainable_count(model) == 34661
+    assert model.get_layer(index=-2).output.shape[-1] == 6 * 6 * 32
+
+
+def test_omniglot_blocks_are_conv_stride_2_then_batch_norm_then_relu():
+    model = models.omniglot_model(5)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ['Conv2D', 'BatchStatsNormalization', 'ReLU'] * 4 + ['Flatten', 'Dense']
+    assert all(layer.strides == (2, 2) for layer in model.layers if hasattr(layer, 'strides'))
+    assert model.get_layer(index=-2).output.shape[-1] == 256
+
+
+def test_miniimagenet_blocks_put_batch_norm_before_max_pool():
+    kinds = [type(layer).__name__ for layer in models.miniimagenet_model(5).layers]
+    assert kinds[:4] == ['Conv2D', 'BatchStatsNormalization', 'MaxPooling2D', 'ReLU']
+
+
+def test_batch_norm_uses_batch_statistics_even_when_asked_not_to():
+    model = models.omniglot_model(5)
+    batch = np.random.default_rng(0).random((4, 28, 28, 1)).astype(np.float32)
+    alone = model(batch[:1], training=False).numpy()
+    together = model(batch, training=False).numpy()[:1]
+    assert model.get_layer(index=1).epsilon == 1e-3
+    # With batch statistics, an image's logits depend on the other images in its batch.
+    assert not np.allclose(alone, together)
