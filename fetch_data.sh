@@ -3,7 +3,7 @@
 #
 # Omniglot: images_background.zip and images_evaluation.zip are downloaded from
 # $OMNIGLOT_URL (default: the official repository; a mirror or a file:// directory works too),
-# checked, merged into data/omniglot and verified (50 alphabets, 1,623 characters, 32,460 PNGs).
+# checked (whole zip archives; failed downloads are retried), merged into data/omniglot and verified (50 alphabets, 1,623 characters, 32,460 PNGs).
 # Everything is assembled in a temporary folder next to data/omniglot and moved into place in
 # one step, so an interrupted or failed run leaves nothing half-written and a rerun starts clean.
 set -euo pipefail
@@ -11,6 +11,7 @@ set -euo pipefail
 OMNIGLOT_URL="${OMNIGLOT_URL:-https://github.com/brendenlake/omniglot/raw/master/python}"
 DATA_DIR="${DATA_DIR:-data}"
 PYTHON="${PYTHON:-python3}"
+RETRY_DELAY="${RETRY_DELAY:-2}"  # seconds, growing with each attempt
 
 die() { echo "fetch_data.sh: $*" >&2; exit 1; }
 
@@ -37,7 +38,7 @@ fetch_zip() {
       return 0
     fi
     echo "  attempt $attempt of 3 failed for $url" >&2
-    sleep $((attempt * 2))
+    sleep $((attempt * RETRY_DELAY))
   done
   die "could not download a valid $1.zip from $url (HTTP error, truncated file or not a zip); check the network or set OMNIGLOT_URL to a mirror"
 }

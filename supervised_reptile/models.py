@@ -3,18 +3,24 @@ The reference's few-shot classifiers as Keras models.
 
 Batch normalization always normalises with the statistics of the batch at hand, in training,
 in fine-tuning and in prediction: that is the reference's behaviour, and what makes transductive
-prediction differ from non-transductive (the query images share their statistics or not). Its
-moving averages are never used; Keras updates them, which changes nothing else.
+prediction differ from non-transductive (the query images share their statistics or not).
 """
 
 import keras
+import tensorflow as tf
 
 
 class BatchStatsNormalization(keras.layers.BatchNormalization):
-    """Batch normalization that always uses the current batch's statistics (eps 1e-3)."""
+    """Batch normalization that always uses the current batch's statistics (eps 1e-3).
+
+    It runs TensorFlow's fused batch-norm kernel in training mode, the op the reference's
+    graph used, and leaves the moving averages alone (at 0 and 1), as the reference did.
+    """
 
     def call(self, inputs, training=None, mask=None):
-        return super().call(inputs, training=True, mask=mask)
+        outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(inputs, self.gamma, self.beta,
+                                                         epsilon=self.epsilon, is_training=True)
+        return outputs
 
 
 def _classifier(name, input_shape, blocks, num_classes):

@@ -41,3 +41,12 @@ def test_batch_norm_uses_batch_statistics_even_when_asked_not_to():
     assert model.get_layer(index=1).epsilon == 1e-3
     # With batch statistics, an image's logits depend on the other images in its batch.
     assert not np.allclose(alone, together)
+
+
+def test_batch_norm_moving_averages_are_left_at_zero_and_one():
+    model = models.omniglot_model(5)
+    model(np.random.default_rng(0).random((4, 28, 28, 1)).astype(np.float32), training=True)
+    for layer in model.layers:
+        if isinstance(layer, models.BatchStatsNormalization):
+            assert np.all(layer.moving_mean.numpy() == 0)
+            assert np.all(layer.moving_variance.numpy() == 1)
