@@ -36,6 +36,9 @@ def restore_latest(reptile, directory):
     try:
         checkpoint.restore(path).assert_existing_objects_matched()
     except (AssertionError, ValueError) as exc:
+        # The half-done restore would log warnings about unrestored values at exit; the error
+        # below says all there is to say.
+        tf.get_logger().setLevel('ERROR')
         raise UserError('checkpoint %s does not fit this model (%s); check --classes, the script '
                         'and --sgd against the run that wrote it' % (path, str(exc).splitlines()[0]))
     return path

@@ -7,15 +7,19 @@ import sys
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 from absl import app  # pylint: disable=wrong-import-position
+from absl import flags  # pylint: disable=wrong-import-position
+from absl import logging  # pylint: disable=wrong-import-position
 import tensorflow as tf  # pylint: disable=wrong-import-position
 
 from .errors import UserError  # pylint: disable=wrong-import-position
 
 
 def run(main):
-    """app.run(main), with TensorFlow's info logs off and a UserError reported as one line on
-    stderr with exit code 2 and no traceback."""
+    """app.run(main), with info logs off (unless --verbosity asks for them) and a UserError
+    reported as one line on stderr with exit code 2 and no traceback."""
     def main_reporting_user_errors(argv):
+        if not flags.FLAGS['verbosity'].present:
+            logging.set_verbosity(logging.WARNING)
         tf.get_logger().setLevel('WARNING')
         try:
             return main(argv)

@@ -127,6 +127,11 @@ def test_short_run_trains_checkpoints_and_evaluates(workdir):
     assert 'Restoring from checkpoint' in evaluated.stdout
     assert 'Test accuracy: ' in evaluated.stdout
 
+    wrong_model = run_script(workdir, '--shots', '1', '--classes', '6', '--pretrained',
+                             '--checkpoint', 'ckpt')
+    assert wrong_model.returncode == 2
+    assert 'does not fit this model' in one_line_error(wrong_model)
+
 
 def test_bad_input_is_one_line_and_a_nonzero_exit(workdir, tmp_path):
     missing = run_script(tmp_path, '--meta-iters', '1')

@@ -1,5 +1,7 @@
 """On the real Omniglot (from ../shared; skipped when it is absent)."""
 
+import hashlib
+
 import numpy as np
 
 from supervised_reptile import models, omniglot
@@ -15,6 +17,26 @@ def test_full_omniglot_reads_and_splits_like_the_reference(real_omniglot_dir):
     assert len(train_set) == 4800 and len(test_set) == 423
     # Strokes are dark: most of a character image is background (255).
     assert (classes.images == 255).mean() > 0.8
+
+
+# Produced by running the reference implementation's own split code (random.seed(0), its
+# read_dataset and split_dataset) on the full Omniglot.
+REFERENCE_SEED_0_FIRST_TEST = ['Malayalam/character17', 'Mkhedruli_(Georgian)/character07',
+                               'Japanese_(hiragana)/character33', 'Oriya/character14',
+                               'Alphabet_of_the_Magi/character17']
+REFERENCE_SEED_0_TEST_SHA256 = '60dc8fb79410c085e6a78f7c702b298b08ef6416955114285f25154e0267f1a8'
+REFERENCE_SEED_0_TRAIN_SHA256 = 'b26d35723b7bd435b51a35919b9ccbadb961f4adbf1a1abcd54e503f6216f660'
+
+
+def names_digest(classes):
+    return hashlib.sha256('\n'.join(classes.names).encode()).hexdigest()
+
+
+def test_split_for_seed_0_is_the_reference_split(real_omniglot_dir):
+    train_set, test_set = omniglot.split_dataset(omniglot.read_dataset(str(real_omniglot_dir)), 0)
+    assert test_set.names[:5] == REFERENCE_SEED_0_FIRST_TEST
+    assert names_digest(test_set) == REFERENCE_SEED_0_TEST_SHA256
+    assert names_digest(train_set) == REFERENCE_SEED_0_TRAIN_SHA256
 
 
 def test_short_run_of_readme_row_1_learns(real_omniglot_dir, tmp_path):
