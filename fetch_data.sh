@@ -6,7 +6,19 @@
 # checked (whole zip archives; failed downloads are retried), merged into data/omniglot and verified (50 alphabets, 1,623 characters, 32,460 PNGs).
 # Everything is assembled in a temporary folder next to data/omniglot and moved into place in
 # one step, so an interrupted or failed run leaves nothing half-written and a rerun starts clean.
+#
+# Mini-ImageNet cannot be downloaded (its original source is gone and the images may not be
+# redistributed). Point MINIIMAGENET_SOURCE (or --miniimagenet PATH) at a copy you have: a
+# Ravi-format folder (images + train/val/test.csv), a folder of mini-imagenet-cache-*.pkl files,
+# or a {train,val,test}/<wnid>/ tree. data/miniimagenet is built from it and verified (see
+# supervised_reptile/build_miniimagenet.py), again all or nothing.
 set -euo pipefail
+
+if [ "${1:-}" = "--miniimagenet" ]; then
+  [ -n "${2:-}" ] || { echo "fetch_data.sh: --miniimagenet needs a folder" >&2; exit 1; }
+  MINIIMAGENET_SOURCE="$2"
+fi
+MINIIMAGENET_SOURCE="${MINIIMAGENET_SOURCE:-}"
 
 OMNIGLOT_URL="${OMNIGLOT_URL:-https://github.com/brendenlake/omniglot/raw/master/python}"
 DATA_DIR="${DATA_DIR:-data}"
@@ -70,5 +82,22 @@ fetch_omniglot() {
   echo "Omniglot: installed in $target (50 alphabets, 1,623 characters, 32,460 images)."
 }
 
+build_miniimagenet() {
+  local target="$DATA_DIR/miniimagenet"
+  local builder=("$PYTHON" -m supervised_reptile.build_miniimagenet)
+  export PYTHONPATH="$(cd "$(dirname "$0")" && pwd)${PYTHONPATH:+:$PYTHONPATH}"
+  rm -rf "$DATA_DIR"/.miniimagenet.*  # left by a build that was killed outright
+  if [ -e "$target" ]; then
+    "${builder[@]}" --check "$target" || die "$target is not complete; remove it and build it again"
+    echo "Mini-ImageNet: $target is present and complete."
+  elif [ -n "$MINIIMAGENET_SOURCE" ]; then
+    echo "Building Mini-ImageNet from $MINIIMAGENET_SOURCE ..."
+    "${builder[@]}" "$MINIIMAGENET_SOURCE" "$target" || exit 1
+    echo "Mini-ImageNet: installed in $target (64/16/20 classes, verified)."
+  else
+    echo "Mini-ImageNet: not built (it cannot be downloaded); run MINIIMAGENET_SOURCE=<your copy> ./fetch_data.sh, see README.md."
+  fi
+}
+
 fetch_omniglot
-echo "Mini-ImageNet: not fetched; this script handles Omniglot only for now."
+build_miniimagenet

@@ -7,6 +7,8 @@ turn them into objects and keyword arguments.
 """
 
 from absl import flags
+import keras
+import numpy as np
 
 from . import models
 from .reptile import FOML, Reptile
@@ -64,6 +66,12 @@ def _tail_fits(values):
         return True
     shots = values['train-shots'] or values['shots']
     return tail < shots or (tail == shots and values['inner-iters'] == 1)
+
+
+def seed_everything():
+    """Seed Keras' weight initialization; return the generator for task sampling."""
+    keras.utils.set_random_seed(_value('seed'))
+    return np.random.default_rng(_value('seed'))
 
 
 def build_optimizer():

@@ -6,18 +6,16 @@ and evaluation sets merged (./fetch_data.sh makes it). Images are 105x105 1-bit 
 resized to 28x28 with nearest-neighbour sampling and kept as uint8 0 (ink) / 255 (background),
 which the models see as 0.0 / 1.0, as in the reference.
 
-Decoding 32,460 PNGs takes a while, so the decoded arrays are cached in one compressed file in
-the data directory, keyed by the names, sizes and modification times of the PNGs.
+The decoded images are cached in the data directory (see image_cache.py).
 """
 
-import hashlib
 import os
 import random
-import tempfile
 
 import numpy as np
 from PIL import Image
 
+from . import image_cache
 from .errors import UserError
 from .sampling import ImageClasses
 
@@ -28,18 +26,8 @@ CACHE_NAME = '.decoded-28x28.npz'
 
 def read_dataset(data_dir):
     """All characters of the data directory as ImageClasses, in sorted alphabet/character order."""
-    characters = _list_characters(data_dir)
-    fingerprint = _fingerprint(data_dir, characters)
-    cache_path = os.path.join(data_dir, CACHE_NAME)
-    cached = _read_cache(cache_path, fingerprint)
-    if cached is not None:
-        return cached
-    classes = ImageClasses.from_arrays(
-        [np.stack([_read_image(os.path.join(data_dir, name, f)) for f in files])
-         for name, files in characters],
-        [name for name, _ in characters])
-    _write_cache(cache_path, fingerprint, classes)
-    return classes
+    characters = [(name, name, files) for name, files in _list_characters(data_dir)]
+    return image_cache.read_classes(data_dir, characters, _read_image, CACHE_NAME)
 
 
 def split_dataset(classes, seed, num_train=NUM_TRAIN_CHARACTERS):
@@ -95,16 +83,6 @@ def _list_characters(data_dir):
     return characters
 
 
-def _fingerprint(data_dir, characters):
-    digest = hashlib.sha256(b'28x28 nearest, v1')
-    for name, files in characters:
-        for file_name in files:
-            stat = os.stat(os.path.join(data_dir, name, file_name))
-            digest.update(('%s/%s %d %d\n' % (name, file_name, stat.st_size,
-                                              stat.st_mtime_ns)).encode())
-    return digest.hexdigest()
-
-
 def _read_image(path):
     try:
         with Image.open(path) as image:
@@ -116,31 +94,3 @@ def _read_image(path):
     except (OSError, SyntaxError, ValueError) as exc:
         raise UserError('cannot read image %s (%s); re-run ./fetch_data.sh' % (path, exc)) from None
     return (np.asarray(resized, dtype=np.uint8) * 255)[..., None]
-
-
-def _read_cache(path, fingerprint):
-    try:
-        with np.load(path) as cache:
-            if str(cache['fingerprint']) != fingerprint:
-                return None
-            return ImageClasses(cache['images'], cache['offsets'], cache['counts'],
-                                cache['names'].tolist())
-    except (OSError, KeyError, ValueError):
-        return None
-
-
-def _write_cache(path, fingerprint, classes):
-    """Write the cache atomically; a data directory we cannot write to just goes uncached."""
-    try:
-        handle, temp_path = tempfile.mkstemp(dir=os.path.dirname(path), suffix='.tmp')
-    except OSError:
-        return
-    try:
-        with os.fdopen(handle, 'wb') as temp_file:
-            np.savez_compressed(temp_file, fingerprint=fingerprint, images=classes.images,
-                                offsets=classes.offsets, counts=classes.counts,
-                                names=np.array(classes.names))
-        os.chmod(temp_path, 0o644)
-        os.replace(temp_path, path)
-    except OSError:
-        os.unlink(temp_path)

@@ -13,8 +13,8 @@ from conftest import OMNIGLOT_MIRROR, REPO_DIR
 SCRIPT = str(REPO_DIR / 'fetch_data.sh')
 
 
-def fetch(workdir, mirror, **popen):
-    env = dict(os.environ, OMNIGLOT_URL='file://%s' % mirror, RETRY_DELAY='0')
+def fetch(workdir, mirror, extra_env=None, **popen):
+    env = dict(os.environ, OMNIGLOT_URL='file://%s' % mirror, RETRY_DELAY='0', **(extra_env or {}))
     return subprocess.Popen(['bash', SCRIPT], cwd=workdir, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **popen)
 
@@ -79,6 +79,7 @@ def test_mirror_gives_the_verified_tree_and_a_killed_run_leaves_nothing(tmp_path
     code, out, err = finish(fetch(workdir, OMNIGLOT_MIRROR))
     assert code == 0, err
     assert 'installed in data/omniglot' in out
+    assert 'Mini-ImageNet: not built' in out and 'MINIIMAGENET_SOURCE=' in out
     assert leftovers(workdir) == ['omniglot']
     root = workdir / 'data' / 'omniglot'
     characters = [c for a in root.iterdir() for c in a.iterdir()]
@@ -87,3 +88,10 @@ def test_mirror_gives_the_verified_tree_and_a_killed_run_leaves_nothing(tmp_path
 
     code, out, _ = finish(fetch(workdir, OMNIGLOT_MIRROR))
     assert code == 0 and 'present and complete' in out
+
+    not_mini = tmp_path / 'not-mini-imagenet'
+    (not_mini / 'some' / 'folder').mkdir(parents=True)
+    code, _, err = finish(fetch(workdir, OMNIGLOT_MIRROR, extra_env={'MINIIMAGENET_SOURCE':
+                                                                     str(not_mini)}))
+    assert code != 0 and 'is neither a split tree' in err
+    assert leftovers(workdir) == ['omniglot']
