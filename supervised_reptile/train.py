@@ -41,32 +41,40 @@ def train(reptile, train_set, test_set, save_dir, rng, num_classes=5, num_shots=
                         'choose another --checkpoint' % save_dir)
     os.makedirs(save_dir, exist_ok=True)
     manager = checkpoints.manager(reptile, save_dir)
-    splits = [(classes, tf.constant(classes.images),
-               tf.summary.create_file_writer(os.path.join(save_dir, name)))
-              for classes, name in ((train_set, 'train'), (test_set, 'test'))]
+    train_images = tf.constant(train_set.images)
+    logged_sets = [(train_set, train_images, _writer(save_dir, 'train')),
+                   (test_set, tf.constant(test_set.images), _writer(save_dir, 'test'))]
     eval_kwargs = dict(num_classes=num_classes, num_shots=num_shots,
                        eval_inner_batch_size=eval_inner_batch_size,
                        eval_inner_iters=eval_inner_iters, replacement=replacement)
-    train_images = splits[0][1]
     progress = Progress(meta_iters)
     for i in range(meta_iters):
-        current_step_size = annealed_meta_step_size(i, meta_iters, meta_step_size,
-                                                    meta_step_size_final)
         meta_batch = sampling.stack_tasks([
             sampling.training_task(train_set, num_classes, train_shots, inner_batch_size,
                                    inner_iters, replacement, rng, tail_shots)
             for _ in range(meta_batch_size)])
-        reptile.train_step(train_images, meta_batch, current_step_size)
+        reptile.train_step(train_images, meta_batch,
+                           annealed_meta_step_size(i, meta_iters, meta_step_size,
+                                                   meta_step_size_final))
         progress.advance()
         if i % eval_interval == 0:
-            accuracies = []
-            for classes, images, writer in splits:
-                accuracy = evaluate_task(reptile, classes, images, rng, **eval_kwargs) / num_classes
-                with writer.as_default():
-                    tf.summary.scalar('accuracy', accuracy, step=i)
-                writer.flush()
-                accuracies.append(accuracy)
-            log_fn('batch %d: train=%f test=%f' % (i, accuracies[0], accuracies[1]))
+            train_accuracy, test_accuracy = [
+                _evaluate_and_log(reptile, classes, images, writer, i, rng, eval_kwargs)
+                for classes, images, writer in logged_sets]
+            log_fn('batch %d: train=%f test=%f' % (i, train_accuracy, test_accuracy))
         if i % CHECKPOINT_INTERVAL == 0 or i == meta_iters - 1:
             manager.save(checkpoint_number=i)
             log_fn('checkpoint %s (%s)' % (manager.latest_checkpoint, progress.describe('steps')))
+
+
+def _writer(save_dir, name):
+    return tf.summary.create_file_writer(os.path.join(save_dir, name))
+
+
+def _evaluate_and_log(reptile, classes, images, writer, step, rng, eval_kwargs):
+    """Accuracy on one sampled task, also written to TensorBoard as 'accuracy' at step."""
+    accuracy = evaluate_task(reptile, classes, images, rng, **eval_kwargs) / eval_kwargs['num_classes']
+    with writer.as_default():
+        tf.summary.scalar('accuracy', accuracy, step=step)
+    writer.flush()
+    return accuracy
