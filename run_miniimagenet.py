@@ -1,17 +1,17 @@
 """
 Train and evaluate Reptile (or first-order MAML) on Mini-ImageNet.
 
-Flags and defaults are those of the reference implementation. As in the reference, the
-accuracy logged during training is measured on the test classes; the validation classes are
-evaluated only at the end.
+Flags and defaults are those of the reference implementation; --preset NAME runs a published
+configuration (--preset list lists them). As in the reference, the accuracy logged during
+training is measured on the test classes; the validation classes are evaluated only at the end.
 """
 
 from supervised_reptile import cli  # first: it quiets TensorFlow's start-up logs
 
 from absl import flags
 
-from supervised_reptile import args, miniimagenet, models
-from supervised_reptile.experiment import print_accuracies, train_or_restore
+from supervised_reptile import args, miniimagenet, models, presets
+from supervised_reptile.experiment import Run
 
 DATA_DIR = 'data/miniimagenet'
 FLAGS = args.FLAGS
@@ -20,14 +20,15 @@ flags.adopt_module_key_flags(args)
 
 def main(argv):
     del argv
+    if args.wants_preset_listing():
+        print(presets.listing())
+        return
+    run = Run('miniimagenet')
     rng = args.seed_everything()
     train_set, val_set, test_set = miniimagenet.read_dataset(DATA_DIR)
     reptile = args.build_reptile(models.miniimagenet_model(FLAGS.classes))
-    train_or_restore(reptile, train_set, test_set, rng, FLAGS.pretrained, FLAGS.checkpoint,
-                     args.train_kwargs())
-    print_accuracies(reptile, rng,
-                     [('Train', train_set), ('Validation', val_set), ('Test', test_set)],
-                     args.evaluate_kwargs())
+    run.train_or_restore(reptile, train_set, test_set, rng)
+    run.evaluate(reptile, rng, [('Train', train_set), ('Validation', val_set), ('Test', test_set)])
 
 
 if __name__ == '__main__':

@@ -1,15 +1,16 @@
 """
 Train and evaluate Reptile (or first-order MAML) on Omniglot.
 
-Flags and defaults are those of the reference implementation.
+Flags and defaults are those of the reference implementation; --preset NAME runs a published
+configuration (--preset list lists them).
 """
 
 from supervised_reptile import cli  # first: it quiets TensorFlow's start-up logs
 
 from absl import flags
 
-from supervised_reptile import args, models, omniglot
-from supervised_reptile.experiment import print_accuracies, train_or_restore
+from supervised_reptile import args, models, omniglot, presets
+from supervised_reptile.experiment import Run
 
 DATA_DIR = 'data/omniglot'
 FLAGS = args.FLAGS
@@ -18,13 +19,15 @@ flags.adopt_module_key_flags(args)
 
 def main(argv):
     del argv
+    if args.wants_preset_listing():
+        print(presets.listing())
+        return
+    run = Run('omniglot')
     rng = args.seed_everything()
     train_set, test_set = omniglot.load(DATA_DIR, FLAGS.seed)
     reptile = args.build_reptile(models.omniglot_model(FLAGS.classes))
-    train_or_restore(reptile, train_set, test_set, rng, FLAGS.pretrained, FLAGS.checkpoint,
-                     args.train_kwargs())
-    print_accuracies(reptile, rng, [('Train', train_set), ('Test', test_set)],
-                     args.evaluate_kwargs())
+    run.train_or_restore(reptile, train_set, test_set, rng)
+    run.evaluate(reptile, rng, [('Train', train_set), ('Test', test_set)])
 
 
 if __name__ == '__main__':

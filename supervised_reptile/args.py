@@ -4,13 +4,17 @@ Command-line flags shared by run_omniglot.py and run_miniimagenet.py, and what t
 The flags, their dashed spellings, defaults and meanings are the reference implementation's,
 so its commands run unchanged. Nothing outside this module reads a flag: the functions below
 turn them into objects and keyword arguments.
+
+--preset NAME (presets.py) gives every flag it names the preset's value unless the flag is on
+the command line: a preset stands in for the defaults, explicit flags still win.
 """
 
 from absl import flags
 import keras
 import numpy as np
 
-from . import models
+from . import models, presets
+from .errors import UserError
 from .reptile import FOML, Reptile
 
 flags.DEFINE_bool('pretrained', False, 'evaluate a pre-trained model')
@@ -38,8 +42,17 @@ flags.DEFINE_integer('foml-tail', None,
                      'number of shots for the final mini-batch in FOML (default: none, the final '
                      'mini-batch is an ordinary one)', lower_bound=1)
 flags.DEFINE_bool('sgd', False, 'use vanilla SGD instead of Adam')
+flags.DEFINE_string('preset', None,
+                    'a published configuration whose values replace the defaults (flags given '
+                    'on the command line still win); "%s" lists them with their sources'
+                    % presets.LIST)
 
 FLAGS = flags.FLAGS
+
+# Flags that only shape meta-training. An evaluation of a trained checkpoint (--pretrained)
+# records the training run's values of these, not its own.
+TRAINING_FLAGS = ('train-shots', 'inner-batch', 'inner-iters', 'meta-step', 'meta-step-final',
+                  'meta-batch', 'meta-iters', 'eval-interval', 'foml', 'foml-tail')
 
 
 def _value(name):
@@ -50,22 +63,67 @@ def _training_shots():
     return _value('train-shots') or _value('shots')
 
 
-@flags.multi_flags_validator(['foml', 'foml-tail'],
+def _with_preset(values):
+    """values with the preset's value for every flag not on the command line: a check across
+    flags must see the values the run will use, and it runs before the preset is applied."""
+    preset = presets.PRESETS.get(values['preset'])
+    if preset is None:
+        return values
+    return {**values, **{name: value for name, value in preset.flags.items()
+                         if name in values and not FLAGS[name].present}}
+
+
+@flags.multi_flags_validator(['foml', 'foml-tail', 'preset'],
                              message='--foml-tail needs --foml; add --foml or drop --foml-tail')
 def _tail_needs_foml(values):
+    values = _with_preset(values)
     return values['foml-tail'] is None or values['foml']
 
 
 @flags.multi_flags_validator(
-    ['foml-tail', 'shots', 'train-shots', 'inner-iters'],
+    ['foml-tail', 'shots', 'train-shots', 'inner-iters', 'preset'],
     message='--foml-tail must leave at least one training shot per class for the other inner '
             'iterations; lower --foml-tail or raise --train-shots')
 def _tail_fits(values):
+    values = _with_preset(values)
     tail = values['foml-tail']
     if tail is None:
         return True
     shots = values['train-shots'] or values['shots']
     return tail < shots or (tail == shots and values['inner-iters'] == 1)
+
+
+def wants_preset_listing():
+    return _value('preset') == presets.LIST
+
+
+def apply_preset(dataset):
+    """Give every flag of --preset that is not on the command line the preset's value; return the
+    preset's name, or None without --preset. An unknown preset, or one of the other run script,
+    is a UserError."""
+    name = _value('preset')
+    if name is None:
+        return None
+    preset = presets.PRESETS.get(name)
+    if preset is None:
+        raise UserError('no preset named %r; --preset %s lists them' % (name, presets.LIST))
+    if preset.dataset != dataset:
+        raise UserError('preset %s is a configuration of %s; run it with that script'
+                        % (name, presets.SCRIPTS[preset.dataset]))
+    for flag, value in preset.flags.items():
+        if not FLAGS[flag].present:
+            FLAGS[flag].value = value
+    return name
+
+
+def flag_values():
+    """Every flag of this module by name, with the value the run uses."""
+    return {flag.name: flag.value for flag in FLAGS.get_flags_for_module(__name__)}
+
+
+def explicit_flags():
+    """The names of the flags given on the command line, sorted."""
+    return sorted(flag.name for flag in FLAGS.get_flags_for_module(__name__) if flag.present)
 
 
 def seed_everything():

@@ -1,22 +1,127 @@
-"""The steps both run scripts share once their data and model are built."""
+"""
+The steps both run scripts share once their flags are parsed, and the record a run leaves.
 
-from . import checkpoints
+A run records its configuration in the checkpoint directory before it trains (or, with
+--pretrained, once the checkpoint is restored) and its results after the final evaluation;
+results.py names the files.
+"""
+
+from datetime import datetime, timezone
+import math
+import os
+import platform
+import sys
+import time
+
+import keras
+import tensorflow as tf
+
+import supervised_reptile
+
+from . import args, checkpoints, published, results
 from .eval import evaluate
-from .train import train
+from .train import check_can_train, train
 
 
-def train_or_restore(reptile, train_set, test_set, rng, pretrained, checkpoint, train_kwargs):
-    """Restore the newest checkpoint when pretrained, otherwise meta-train into checkpoint."""
-    if pretrained:
-        print('Restoring from checkpoint %s ...' % checkpoints.restore_latest(reptile, checkpoint))
-    else:
+class Run:
+    """One invocation of a run script: its preset and flags, its clock, its record files."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        self.preset = args.apply_preset(dataset)
+        self.flags = args.flag_values()
+        self.directory = self.flags['checkpoint']
+        self.pretrained = self.flags['pretrained']
+        self.config_name, self.results_name = results.file_names(self.pretrained)
+        self._started = time.monotonic()
+        self._training_seconds = None  # stays None for an evaluation of a trained checkpoint
+        self._checkpoint = None
+
+    def train_or_restore(self, reptile, train_set, test_set, rng):
+        """Restore the newest checkpoint when pretrained, otherwise meta-train into the checkpoint
+        directory; record the configuration either way."""
+        if self.pretrained:
+            self._checkpoint = checkpoints.restore_latest(reptile, self.directory)
+            print('Restoring from checkpoint %s ...' % self._checkpoint)
+            self._write_config()
+            return
+        train_kwargs = args.train_kwargs()
+        # Refuse before the configuration is written: a refused run must neither leave a
+        # directory behind nor overwrite the record of the run already in it.
+        check_can_train(train_set, test_set, self.directory, train_kwargs['num_classes'],
+                        train_kwargs['num_shots'], train_kwargs['train_shots'])
+        self._write_config()
         print('Training...')
-        train(reptile, train_set, test_set, checkpoint, rng, **train_kwargs)
+        started = time.monotonic()
+        train(reptile, train_set, test_set, self.directory, rng, **train_kwargs)
+        self._training_seconds = time.monotonic() - started
+        self._checkpoint = checkpoints.latest(self.directory)
+
+    def evaluate(self, reptile, rng, named_sets):
+        """Evaluate on each (name, classes) pair, print '<name> accuracy: ...' lines and write
+        the results file."""
+        print('Evaluating...')
+        started = time.monotonic()
+        accuracies = {}
+        for name, classes in named_sets:
+            accuracy = evaluate(reptile, classes, rng, name=name.lower(), **args.evaluate_kwargs())
+            print('%s accuracy: %s' % (name, accuracy))
+            accuracies[name.lower()] = accuracy
+        self._write_results(accuracies, time.monotonic() - started)
+
+    def _write_config(self):
+        results.write(self.directory, self.config_name, {
+            'dataset': self.dataset,
+            'preset': self.preset,
+            'flags': self.flags,
+            'explicit_flags': args.explicit_flags(),
+            'seed': self.flags['seed'],
+            'versions': {'supervised_reptile': supervised_reptile.__version__,
+                         'tensorflow': tf.__version__, 'keras': keras.__version__,
+                         'python': platform.python_version()},
+            'devices': [device.name for device in tf.config.list_logical_devices()],
+            'command': sys.argv,
+            'started': datetime.now(timezone.utc).isoformat(timespec='seconds'),
+        })
+
+    def _write_results(self, accuracies, evaluation_seconds):
+        flags = self._result_flags()
+        setting = published.Setting.from_flags(self.dataset, flags)
+        results.write(self.directory, self.results_name, {
+            'dataset': self.dataset,
+            'ways': setting.ways,
+            'shots': setting.shots,
+            'transductive': setting.transductive,
+            'algorithm': setting.algorithm,
+            'inner_optimizer': setting.inner_optimizer,
+            'preset': self.preset,
+            'pretrained': self.pretrained,
+            'iterations': _iterations_done(self._checkpoint),
+            'checkpoint': os.path.basename(self._checkpoint),
+            'accuracy': {split: {'mean': accuracy.mean, 'ci95': _finite_or_none(accuracy.ci95),
+                                 'num_tasks': accuracy.num_tasks}
+                         for split, accuracy in accuracies.items()},
+            'wall_time_seconds': {'training': self._training_seconds,
+                                  'evaluation': evaluation_seconds,
+                                  'total': time.monotonic() - self._started},
+            'config': self.config_name,
+            'flags': flags,
+        })
+
+    def _result_flags(self):
+        """The flags the results stand for. An evaluation of a trained checkpoint takes the
+        training-only ones from the training run's record, when there is one."""
+        training = results.read_if_present(self.directory, results.CONFIG)
+        if not self.pretrained or training is None:
+            return self.flags
+        return {**self.flags, **{name: training['flags'][name] for name in args.TRAINING_FLAGS}}
 
 
-def print_accuracies(reptile, rng, named_sets, evaluate_kwargs):
-    """Evaluate on each (name, classes) pair and print '<name> accuracy: ...' lines."""
-    print('Evaluating...')
-    for name, classes in named_sets:
-        accuracy = evaluate(reptile, classes, rng, name=name.lower(), **evaluate_kwargs)
-        print('%s accuracy: %s' % (name, accuracy))
+def _iterations_done(checkpoint_path):
+    """Meta-iterations behind a checkpoint: it is numbered by the index of its last step."""
+    return int(checkpoint_path.rsplit('-', 1)[1]) + 1
+
+
+def _finite_or_none(number):
+    # One evaluation task has no interval (NaN), and NaN is not JSON.
+    return None if math.isnan(number) else number

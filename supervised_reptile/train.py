@@ -25,6 +25,17 @@ def annealed_meta_step_size(step, meta_iters, initial, final):
     return frac_done * final + (1 - frac_done) * initial
 
 
+def check_can_train(train_set, test_set, save_dir, num_classes, num_shots, train_shots):
+    """Raise a UserError where train() would refuse: tasks larger than the data allows, or a
+    save_dir that already holds a run (nothing is overwritten)."""
+    train_set.check_task_size(num_classes, train_shots, 'training')
+    for classes, name in ((train_set, 'training'), (test_set, 'test')):
+        classes.check_task_size(num_classes, num_shots + 1, name)
+    if checkpoints.latest(save_dir):
+        raise UserError('%s already holds a training run; pass --pretrained to evaluate it, or '
+                        'choose another --checkpoint' % save_dir)
+
+
 # pylint: disable=too-many-arguments,too-many-locals
 def train(reptile, train_set, test_set, save_dir, rng, num_classes=5, num_shots=5,
           train_shots=None, inner_batch_size=5, inner_iters=20, replacement=False,
@@ -33,12 +44,7 @@ def train(reptile, train_set, test_set, save_dir, rng, num_classes=5, num_shots=
           log_fn=print):
     """Meta-train reptile on train_set, logging evaluations on train_set and test_set."""
     train_shots = train_shots or num_shots
-    train_set.check_task_size(num_classes, train_shots, 'training')
-    for classes, name in ((train_set, 'training'), (test_set, 'test')):
-        classes.check_task_size(num_classes, num_shots + 1, name)
-    if checkpoints.latest(save_dir):
-        raise UserError('%s already holds a training run; pass --pretrained to evaluate it, or '
-                        'choose another --checkpoint' % save_dir)
+    check_can_train(train_set, test_set, save_dir, num_classes, num_shots, train_shots)
     os.makedirs(save_dir, exist_ok=True)
     manager = checkpoints.manager(reptile, save_dir)
     train_images = tf.constant(train_set.images)

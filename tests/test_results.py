@@ -1,0 +1,109 @@
+"""The record of a run: config.json before training, results.json after the final evaluation,
+and their --pretrained counterparts beside them."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+
+import supervised_reptile
+from supervised_reptile import args, results
+
+from conftest import REPO_DIR, write_omniglot_tree
+
+# The preset's training shots (10) do not fit the two drawings per character of the synthetic
+# data, and its budget is far too long for a test: both are overridden.
+SHORT_RUN = ('--preset', 'o15t', '--meta-iters', '3', '--train-shots', '2', '--inner-iters', '2',
+             '--eval-iters', '3', '--eval-interval', '2', '--eval-samples', '4',
+             '--checkpoint', 'ckpt')
+
+
+def run_script(cwd, *flags):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+    return subprocess.run([sys.executable, str(REPO_DIR / 'run_omniglot.py'), *flags], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=600, check=False)
+
+
+@pytest.fixture(scope='module')
+def short_run(tmp_path_factory):
+    """The checkpoint directory of a three-step run of preset o15t on synthetic Omniglot (enough
+    characters for the 1200-character training split, two drawings each)."""
+    root = tmp_path_factory.mktemp('work')
+    write_omniglot_tree(root / 'data' / 'omniglot', alphabets=11, characters=110, drawings=2)
+    result = run_script(root, *SHORT_RUN)
+    assert result.returncode == 0, result.stderr
+    return root / 'ckpt'
+
+
+def read(path):
+    return json.loads(path.read_text())
+
+
+def test_config_records_every_flag_the_preset_versions_and_devices(short_run):
+    config = read(short_run / 'config.json')
+    assert config['dataset'] == 'omniglot' and config['preset'] == 'o15t'
+    assert set(config['flags']) == set(args.flag_values())
+    assert config['flags']['meta-iters'] == 3 and config['flags']['inner-batch'] == 10
+    assert config['explicit_flags'] == ['checkpoint', 'eval-interval', 'eval-iters',
+                                        'eval-samples', 'inner-iters', 'meta-iters', 'preset',
+                                        'train-shots']
+    assert config['seed'] == 0
+    assert config['versions']['supervised_reptile'] == supervised_reptile.__version__
+    assert config['versions']['tensorflow'] == tf.__version__
+    assert config['devices'] and all(device.startswith('/device:') for device in config['devices'])
+    assert config['command'][1:] == list(SHORT_RUN) and config['started']
+
+
+def test_results_file_has_every_field(short_run):
+    record = read(short_run / 'results.json')
+    assert {key: record[key] for key in ('dataset', 'ways', 'shots', 'transductive', 'algorithm',
+                                         'inner_optimizer', 'preset', 'pretrained', 'iterations',
+                                         'checkpoint', 'config')} == {
+        'dataset': 'omniglot', 'ways': 5, 'shots': 1, 'transductive': True,
+        'algorithm': 'reptile', 'inner_optimizer': 'adam', 'preset': 'o15t',
+        'pretrained': False, 'iterations': 3, 'checkpoint': 'model.ckpt-2',
+        'config': 'config.json'}
+    assert set(record['accuracy']) == {'train', 'test'}
+    for accuracy in record['accuracy'].values():
+        assert 0 <= accuracy['mean'] <= 1 and accuracy['ci95'] >= 0
+        assert accuracy['num_tasks'] == 4
+    times = record['wall_time_seconds']
+    assert 0 < times['training'] < times['total'] and 0 < times['evaluation'] < times['total']
+    assert record['flags'] == read(short_run / 'config.json')['flags']
+
+
+def test_evaluating_the_checkpoint_leaves_the_training_record_alone(short_run):
+    before = {name: (short_run / name).read_bytes() for name in ('config.json', 'results.json')}
+    result = run_script(short_run.parent, '--preset', 'o15t', '--pretrained',
+                        '--eval-samples', '3', '--checkpoint', 'ckpt')
+    assert result.returncode == 0, result.stderr
+    assert {name: (short_run / name).read_bytes() for name in before} == before
+    assert read(short_run / 'eval_config.json')['flags']['pretrained']
+    record = read(short_run / 'eval_results.json')
+    assert record['pretrained'] and record['config'] == 'eval_config.json'
+    assert record['iterations'] == 3 and record['accuracy']['test']['num_tasks'] == 3
+    assert record['wall_time_seconds']['training'] is None
+    # The preset says 100000 meta-iterations and 10 training shots; the checkpoint had 3 and 2.
+    assert (record['flags']['meta-iters'], record['flags']['train-shots']) == (3, 2)
+    assert record['flags']['eval-samples'] == 3
+
+
+def test_a_refused_second_training_run_keeps_the_first_ones_config(short_run):
+    before = (short_run / 'config.json').read_bytes()
+    result = run_script(short_run.parent, '--meta-iters', '1', '--shots', '1', '--checkpoint',
+                        'ckpt')
+    assert result.returncode == 2 and 'already holds a training run' in result.stderr
+    assert (short_run / 'config.json').read_bytes() == before
+
+
+def test_write_replaces_whole_files_only(tmp_path):
+    results.write(tmp_path / 'new', 'results.json', {'a': 1})
+    assert read(tmp_path / 'new' / 'results.json') == {'a': 1}
+    with pytest.raises(ValueError):
+        results.write(tmp_path / 'new', 'results.json', {'a': math.nan})
+    assert read(tmp_path / 'new' / 'results.json') == {'a': 1}
+    assert os.listdir(tmp_path / 'new') == ['results.json']
