@@ -10,7 +10,7 @@ setup(
     long_description_content_type='text/markdown',
     license='MIT',
     python_requires='>=3.10',
-    packages=find_packages(exclude=['tests', 'tests.*']),
+    packages=find_packages(exclude=['tests', 'tests.*', 'sine', 'sine.*']),  # sine/ runs in place
     install_requires=[
         'tensorflow>=2.21,<3',  # the models, the compiled inner loops, checkpoints
         'keras>=3',             # layers and the Adam/SGD optimizers (comes with TensorFlow)
@@ -18,6 +18,7 @@ setup(
         'absl-py',              # command-line flags
         'numpy',                # host-side task sampling
         'Pillow',               # decoding the images
+        'matplotlib',           # the figures of sine/
     ],
     extras_require={
         'test': ['pytest'],
