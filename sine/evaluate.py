@@ -7,10 +7,11 @@ one compiled graph loop takes the inner steps and records the predictions on the
 """
 
 from dataclasses import dataclass
-import math
 
 import numpy as np
 import tensorflow as tf
+
+from supervised_reptile.eval import ci95_half_width
 
 from .algorithms import inner_step
 from .model import mlp, tile
@@ -56,8 +57,8 @@ class Curve:
     def from_task_errors(cls, steps, errors):
         """errors [steps, tasks]: the MSE of every task after each number of steps."""
         errors = np.asarray(errors, dtype=np.float64)
-        std_error = errors.std(axis=1, ddof=1) / math.sqrt(errors.shape[1])
-        return cls(list(steps), errors.mean(axis=1).tolist(), (1.96 * std_error).tolist())
+        return cls(list(steps), errors.mean(axis=1).tolist(),
+                   ci95_half_width(errors, axis=1).tolist())
 
     def at(self, step):
         index = self.steps.index(step)

@@ -14,10 +14,13 @@ CHECKPOINT_NAME = 'model.ckpt'
 KEEP = 5
 
 
+def _checkpoint(reptile):
+    return tf.train.Checkpoint(model=reptile.model, optimizer=reptile.optimizer)
+
+
 def manager(reptile, directory):
     """A CheckpointManager writing <directory>/model.ckpt-<step> and keeping the last five."""
-    checkpoint = tf.train.Checkpoint(model=reptile.model, optimizer=reptile.optimizer)
-    return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=KEEP,
+    return tf.train.CheckpointManager(_checkpoint(reptile), directory, max_to_keep=KEEP,
                                       checkpoint_name=CHECKPOINT_NAME)
 
 
@@ -32,9 +35,8 @@ def restore_latest(reptile, directory):
     if path is None:
         raise UserError('no checkpoint in %s; train first, or point --checkpoint at a training run'
                         % directory)
-    checkpoint = tf.train.Checkpoint(model=reptile.model, optimizer=reptile.optimizer)
     try:
-        checkpoint.restore(path).assert_existing_objects_matched()
+        _checkpoint(reptile).restore(path).assert_existing_objects_matched()
     except (AssertionError, ValueError) as exc:
         # The half-done restore would log warnings about unrestored values at exit; the error
         # below says all there is to say.

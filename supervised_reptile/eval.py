@@ -16,6 +16,16 @@ from . import sampling
 from .progress import Progress
 
 
+def ci95_half_width(samples, axis=-1):
+    """Half-width of the 95% confidence interval of the mean of samples along axis: the normal
+    approximation, 1.96 standard errors from the sample standard deviation (NaN for one sample)."""
+    samples = np.asarray(samples, dtype=np.float64)
+    count = samples.shape[axis]
+    if count < 2:
+        return np.full(np.delete(samples.shape, axis), np.nan)[()]
+    return 1.96 * samples.std(axis=axis, ddof=1) / math.sqrt(count)
+
+
 @dataclass
 class Accuracy:
     """Mean accuracy over tasks, the half-width of its 95% confidence interval, and the task count."""
@@ -25,11 +35,8 @@ class Accuracy:
 
     @classmethod
     def from_task_accuracies(cls, accuracies):
-        """Normal approximation: mean +/- 1.96 standard errors (sample standard deviation)."""
         accuracies = np.asarray(accuracies, dtype=np.float64)
-        count = len(accuracies)
-        std_error = accuracies.std(ddof=1) / math.sqrt(count) if count > 1 else float('nan')
-        return cls(float(accuracies.mean()), 1.96 * std_error, count)
+        return cls(float(accuracies.mean()), float(ci95_half_width(accuracies)), len(accuracies))
 
     def __str__(self):
         return '%f +/- %f (95%% CI, %d tasks)' % (self.mean, self.ci95, self.num_tasks)
