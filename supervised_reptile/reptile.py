@@ -40,6 +40,16 @@ class Reptile:
         self._evaluate = tf.function(self._evaluate_graph)
 
     @property
+    def meta_trained_variables(self):
+        """The variables the inner loop trains and the meta-update moves."""
+        return self.model.trainable_variables
+
+    @property
+    def fine_tuned_variables(self):
+        """The variables an evaluation task fine-tunes."""
+        return self.model.trainable_variables
+
+    @property
     def full_state(self):
         """Every variable an evaluation task may touch: weights, BN statistics, optimizer state."""
         return self.model.variables + self.optimizer.variables
@@ -65,7 +75,7 @@ class Reptile:
 
     def _train_step_graph(self, images, head_indices, head_labels, last_indices, last_labels,
                           meta_step_size):
-        trainable = self.model.trainable_variables
+        trainable = self.meta_trained_variables
         old = variables.snapshot(trainable)
         total = variables.zeros_like(old)
         num_tasks = tf.shape(head_indices)[0]
@@ -79,16 +89,17 @@ class Reptile:
 
     def _task_update(self, images, head_indices, head_labels, last_indices, last_labels):
         """Train on one task; Reptile's update is where the weights end up."""
-        self._train_on_batches(images, head_indices, head_labels)
-        self._inner_step(images, last_indices, last_labels)
-        return variables.snapshot(self.model.trainable_variables)
+        trainable = self.meta_trained_variables
+        self._train_on_batches(images, head_indices, head_labels, trainable)
+        self._inner_step(images, last_indices, last_labels, trainable)
+        return variables.snapshot(trainable)
 
     def _meta_update(self, old, mean_update, meta_step_size):
         return variables.interpolate(old, mean_update, meta_step_size)
 
     def _evaluate_graph(self, images, batch_indices, batch_labels, support_indices, query_indices):
         backup = variables.snapshot(self.full_state)
-        self._train_on_batches(images, batch_indices, batch_labels)
+        self._train_on_batches(images, batch_indices, batch_labels, self.fine_tuned_variables)
         logits = self._query_logits(images, support_indices, query_indices)
         variables.assign(self.full_state, backup)
         return logits
@@ -102,12 +113,11 @@ class Reptile:
             self.model(tf.concat([support, queries[query:query + 1]], 0), training=True)[-1]
             for query in range(query_indices.shape[0])])
 
-    def _train_on_batches(self, images, indices, labels):
+    def _train_on_batches(self, images, indices, labels, trainable):
         for step in tf.range(tf.shape(indices)[0]):
-            self._inner_step(images, indices[step], labels[step])
+            self._inner_step(images, indices[step], labels[step], trainable)
 
-    def _inner_step(self, images, indices, labels):
-        trainable = self.model.trainable_variables
+    def _inner_step(self, images, indices, labels, trainable):
         variables.weight_decay(trainable, self.weight_decay_rate)
         with tf.GradientTape() as tape:
             logits = self.model(gather_images(images, indices), training=True)
@@ -125,10 +135,11 @@ class FOML(Reptile):
     """First-order MAML: the update is the displacement of each task's last inner step."""
 
     def _task_update(self, images, head_indices, head_labels, last_indices, last_labels):
-        self._train_on_batches(images, head_indices, head_labels)
-        before_last = variables.snapshot(self.model.trainable_variables)
-        self._inner_step(images, last_indices, last_labels)
-        return variables.subtract(variables.snapshot(self.model.trainable_variables), before_last)
+        trainable = self.meta_trained_variables
+        self._train_on_batches(images, head_indices, head_labels, trainable)
+        before_last = variables.snapshot(trainable)
+        self._inner_step(images, last_indices, last_labels, trainable)
+        return variables.subtract(variables.snapshot(trainable), before_last)
 
     def _meta_update(self, old, mean_update, meta_step_size):
         return variables.add_scaled(old, mean_update, meta_step_size)
