@@ -6,7 +6,10 @@ configuration (--preset list lists them). As in the reference, the accuracy logg
 training is measured on the test classes; the validation classes are evaluated only at the end.
 """
 
-from supervised_reptile import cli  # first: it quiets TensorFlow's start-up logs
+# pylint: disable=wrong-import-position
+from supervised_reptile import cpu_kernels  # before TensorFlow loads: it reads the choice
+cpu_kernels.choose('miniimagenet')
+from supervised_reptile import cli  # first to load TensorFlow: it quiets its start-up logs
 
 from absl import flags
 
@@ -26,7 +29,7 @@ def main(argv):
     run = Run('miniimagenet')
     rng = args.seed_everything()
     train_set, val_set, test_set = miniimagenet.read_dataset(DATA_DIR)
-    reptile = args.build_reptile(models.miniimagenet_model(FLAGS.classes))
+    reptile = args.build_reptile(models.miniimagenet_model(FLAGS.classes), run.strategy)
     run.train_or_restore(reptile, train_set, test_set, rng)
     run.evaluate(reptile, rng, [('Train', train_set), ('Validation', val_set), ('Test', test_set)])
 

@@ -5,7 +5,10 @@ Flags and defaults are those of the reference implementation; --preset NAME runs
 configuration (--preset list lists them).
 """
 
-from supervised_reptile import cli  # first: it quiets TensorFlow's start-up logs
+# pylint: disable=wrong-import-position
+from supervised_reptile import cpu_kernels  # before TensorFlow loads: it reads the choice
+cpu_kernels.choose('omniglot')
+from supervised_reptile import cli  # first to load TensorFlow: it quiets its start-up logs
 
 from absl import flags
 
@@ -25,7 +28,7 @@ def main(argv):
     run = Run('omniglot')
     rng = args.seed_everything()
     train_set, test_set = omniglot.load(DATA_DIR, FLAGS.seed)
-    reptile = args.build_reptile(models.omniglot_model(FLAGS.classes))
+    reptile = args.build_reptile(models.omniglot_model(FLAGS.classes), run.strategy)
     run.train_or_restore(reptile, train_set, test_set, rng)
     run.evaluate(reptile, rng, [('Train', train_set), ('Test', test_set)])
 

@@ -1,109 +1,255 @@
 """
-Seconds per meta-iteration and per evaluation task, on synthetic data of the right shapes.
+How fast training and evaluation run, and how close they come to the machine's arithmetic limit.
 
-    python benchmarks/speed.py            # README rows 1 (Omniglot) and 2 (Mini-ImageNet)
-    python benchmarks/speed.py --quick    # a few repetitions only, as a smoke test
+    python benchmarks/speed.py                          # README rows 1 (Omniglot), 2 (Mini-ImageNet)
+    python benchmarks/speed.py --quick --json out.json  # a smoke test, as CI runs it
 
-Prints a table and, with --json PATH, writes the numbers as JSON. The first call of each
-compiled function (tracing) is timed apart and left out of the averages.
+Each configuration runs on synthetic data of its real shapes, in a process of its own (TensorFlow
+picks its CPU kernels per dataset when it loads, see cpu_kernels.py, and peak memory is per
+process). Measured: seconds per meta-iteration; seconds per evaluation task in both prediction
+modes, one task at a time (Reptile.evaluate) and batched (batched_eval); the GFLOP/s these
+reach, from the convolution and dense FLOPs of flops.py; as the yardstick, the GFLOP/s of a
+square float32 matrix product in the same process (bfloat16 too); and peak memory. The first
+call of each compiled function (tracing) is timed apart and left out of the means. Prints a
+table; --json PATH writes everything, with the load average before and after.
 """
 
+from dataclasses import dataclass
 import json
 import os
-import platform
+import resource
+import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from supervised_reptile import cli  # pylint: disable=wrong-import-position  # quiets TF logs
+# pylint: disable=wrong-import-position
+from absl import app, flags
+import numpy as np
+import tensorflow as tf
 
-from absl import flags  # pylint: disable=wrong-import-position
-import numpy as np  # pylint: disable=wrong-import-position
-import tensorflow as tf  # pylint: disable=wrong-import-position
+from supervised_reptile import batched_eval, cpu_kernels, flops, models, sampling
+from supervised_reptile.reptile import Reptile
 
-from supervised_reptile import models, sampling  # pylint: disable=wrong-import-position
-from supervised_reptile.reptile import Reptile  # pylint: disable=wrong-import-position
-
-flags.DEFINE_bool('quick', False, 'a few repetitions only')
-flags.DEFINE_integer('iterations', 50, 'meta-iterations timed per configuration')
-flags.DEFINE_integer('tasks', 50, 'evaluation tasks timed per configuration and mode')
+flags.DEFINE_bool('quick', False, 'a few repetitions and smaller yardstick products only')
+flags.DEFINE_integer('iterations', 20, 'meta-iterations timed per configuration')
+flags.DEFINE_integer('tasks', 32, 'evaluation tasks timed per configuration, mode and way')
+flags.DEFINE_integer('tasks-per-batch', 0, 'tasks per batched call (0: batched_eval default)')
+flags.DEFINE_list('configs', ['omniglot', 'miniimagenet'], 'which configurations to time')
+flags.DEFINE_bool('xla', False, 'compile training and evaluation with XLA')
 flags.DEFINE_string('json', None, 'also write the results to this JSON file')
-flags.DEFINE_list('configs', ['omniglot', 'mini-imagenet'], 'which configurations to time')
+flags.DEFINE_string('child', None, 'internal: measure this one configuration in this process')
 FLAGS = flags.FLAGS
 
-# README rows 1 and 2 of the reference: (model, image shape, classes, train shots, inner batch,
-# inner iterations, meta-batch, shots, eval batch, eval iterations).
+FINAL_EVALUATION_TASKS = 10000  # per split, --eval-samples' default
+
+
+@dataclass
+class Config:
+    """A README row's shapes: what one meta-iteration and one evaluation task compute."""
+    title: str
+    model: str
+    image_shape: tuple
+    classes: int = 5
+    train_shots: int = 10
+    inner_batch: int = 10
+    inner_iters: int = 5
+    meta_batch: int = 5
+    shots: int = 1
+    eval_batch: int = 5
+    eval_iters: int = 50
+    splits: int = 2
+
+
 CONFIGS = {
-    'omniglot row 1': (models.omniglot_model, (28, 28, 1), 5, 10, 10, 5, 5, 1, 5, 50),
-    'mini-imagenet row 2': (models.miniimagenet_model, (84, 84, 3), 5, 15, 10, 8, 5, 1, 5, 50),
+    'omniglot': Config('README row 1, Omniglot 1-shot 5-way', 'omniglot_model', (28, 28, 1)),
+    'miniimagenet': Config('README row 2, Mini-ImageNet 1-shot 5-way', 'miniimagenet_model',
+                           (84, 84, 3), train_shots=15, inner_iters=8, splits=3),
 }
 
 
-def synthetic_classes(shape, num_classes=64, per_class=20):
+def main(argv):
+    del argv
+    if FLAGS.child:
+        _write_json(FLAGS.json, measure(CONFIGS[FLAGS.child]))
+        return
+    report = {'load_average_before': os.getloadavg(), 'results': {}}
+    for name in FLAGS.configs:
+        report['results'][name] = _run_child(name)
+    report['load_average_after'] = os.getloadavg()
+    print(table(report))
+    if FLAGS.json:
+        _write_json(FLAGS.json, report)
+
+
+def _run_child(name):
+    """Measure one configuration in a fresh Python, with its dataset's CPU kernels."""
+    env = dict(os.environ)
+    env.setdefault('TF_ENABLE_ONEDNN_OPTS', cpu_kernels.ONEDNN[name])
+    env.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, 'result.json')
+        passed = ['--%s=%s' % (flag, FLAGS[flag].value) for flag in
+                  ('iterations', 'tasks', 'tasks-per-batch')]
+        passed += ['--quick=%s' % FLAGS.quick, '--xla=%s' % FLAGS.xla]
+        subprocess.run([sys.executable, os.path.abspath(__file__), '--child', name, '--json',
+                        path] + passed, env=env, check=True)
+        with open(path, encoding='utf-8') as result:
+            return json.load(result)
+
+
+def _write_json(path, data):
+    with open(path, 'w', encoding='utf-8') as out:
+        json.dump(data, out, indent=2)
+
+
+# The measurements, in the child process, whose environment chose TensorFlow's kernels.
+
+def measure(config):
+    """Every number of one configuration, as a JSON-ready dict."""
+
+    tf.get_logger().setLevel('ERROR')
+    iterations = 2 if FLAGS.quick else FLAGS.iterations
+    model = getattr(models, config.model)(config.classes)
+    optimizer = models.adam(1e-3)
     rng = np.random.default_rng(0)
+    classes = _synthetic_classes(config.image_shape, rng)
+    gpus = tf.config.list_logical_devices('GPU')
+    result = {'device': gpus[0].name if gpus else 'CPU',
+              'onednn': os.environ.get('TF_ENABLE_ONEDNN_OPTS'), 'xla': FLAGS.xla,
+              'title': config.title}
+    size = 512 if FLAGS.quick else 2048
+    result['matmul_gflops'] = _matmul_gflops(size, tf.float32)
+    result['matmul_bfloat16_gflops'] = _matmul_gflops(size, tf.bfloat16)
+    trainer = Reptile(model, optimizer, jit_compile=FLAGS.xla)
+    result['meta_iteration'] = _time_training(trainer, config, classes, rng, iterations)
+    result['evaluation'] = {}
+    for transductive in (True, False):
+        evaluator = Reptile(model, optimizer, transductive=transductive, jit_compile=FLAGS.xla)
+        mode = 'transductive' if transductive else 'non_transductive'
+        result['evaluation'][mode] = _time_evaluation(evaluator, config, classes, rng, result)
+    result['peak_memory_mb'] = _peak_memory_mb(gpus)
+    result['final_evaluation_tasks'] = config.splits * FINAL_EVALUATION_TASKS
+    result['projected_final_evaluation_s'] = (
+        result['final_evaluation_tasks'] * result['evaluation']['transductive']['batched']['seconds'])
+    return result
+
+
+def _synthetic_classes(shape, rng, num_classes=64, per_class=20):
     arrays = [rng.integers(0, 256, (per_class,) + shape, dtype=np.uint8)
               for _ in range(num_classes)]
     return sampling.ImageClasses.from_arrays(arrays, [str(c) for c in range(num_classes)])
 
 
-def timed(function, repetitions):
-    """(seconds of the first call, mean wall seconds of the next `repetitions` calls)."""
+def _timed(function, repetitions, flop=None):
+    """Seconds of the first call (tracing), then mean wall and CPU seconds of the next
+    repetitions calls, and GFLOP/s when the FLOPs of one call are given."""
     start = time.perf_counter()
     function()
-    first = time.perf_counter() - start
-    start = time.perf_counter()
+    trace = time.perf_counter() - start
+    wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(repetitions):
         function()
-    return first, (time.perf_counter() - start) / repetitions
+    timing = {'seconds': (time.perf_counter() - wall) / repetitions,
+              'cpu_seconds': (time.process_time() - cpu) / repetitions, 'trace_seconds': trace}
+    if flop is not None:
+        timing['gflop'] = flop / 1e9
+        timing['gflops'] = flop / 1e9 / timing['seconds']
+    return timing
 
 
-def bench_config(config, iterations, tasks):
-    (build, shape, ways, train_shots, inner_batch, inner_iters, meta_batch, shots, eval_batch,
-     eval_iters) = config
-    classes = synthetic_classes(shape)
+def _matmul_gflops(size, dtype):
+    """The best of a few timed size x size matrix products."""
+    a = tf.random.normal((size, size), dtype=tf.float32)
+    a, b = tf.cast(a, dtype), tf.cast(tf.transpose(a), dtype)
+    product = tf.function(lambda: tf.reduce_sum(tf.cast(tf.linalg.matmul(a, b)[0, :1], tf.float32)))
+    product()
+    seconds = []
+    for _ in range(5):
+        start = time.perf_counter()
+        product().numpy()
+        seconds.append(time.perf_counter() - start)
+    return 2 * size ** 3 / min(seconds) / 1e9
+
+
+def _time_training(reptile, config, classes, rng, iterations):
     images = tf.constant(classes.images)
-    rng = np.random.default_rng(0)
-    results = {}
-    model, optimizer = build(ways), models.adam(1e-3)
-    reptile = Reptile(model, optimizer)
 
     def meta_step():
-        batch = sampling.stack_tasks([
-            sampling.training_task(classes, ways, train_shots, inner_batch, inner_iters, False,
-                                   rng) for _ in range(meta_batch)])
-        reptile.train_step(images, batch, 1.0)
-    results['trace_train_s'], results['meta_iteration_s'] = timed(meta_step, iterations)
-    for transductive in (True, False):
-        evaluator = Reptile(model, optimizer, transductive=transductive)
-
-        def evaluation_task():
-            evaluator.evaluate(images, sampling.evaluation_task(classes, ways, shots, eval_batch,
-                                                              eval_iters, False, rng))
-        mode = 'transductive' if transductive else 'non_transductive'
-        _, results['eval_task_%s_s' % mode] = timed(evaluation_task, tasks)
-    return results
+        reptile.train_step(images, sampling.stack_tasks([
+            sampling.training_task(classes, config.classes, config.train_shots,
+                                   config.inner_batch, config.inner_iters, False, rng)
+            for _ in range(config.meta_batch)]), 1.0)
+    return _timed(meta_step, iterations, flops.meta_iteration_flops(
+        reptile.model, config.meta_batch, config.inner_iters, config.inner_batch))
 
 
-def main(argv):
-    del argv
-    iterations, tasks = (3, 3) if FLAGS.quick else (FLAGS.iterations, FLAGS.tasks)
-    report = {'machine': '%s, %d cores, %s' % (platform.processor() or platform.machine(),
-                                               os.cpu_count(), tf.config.list_logical_devices()),
-              'tensorflow': tf.__version__, 'results': {}}
-    for name, config in CONFIGS.items():
-        if name.split()[0] in FLAGS.configs:
-            report['results'][name] = bench_config(config, iterations, tasks)
-    print('%-22s %14s %18s %22s' % ('configuration', 's/meta-iter', 's/eval task (tr.)',
-                                     's/eval task (non-tr.)'))
-    for name, result in report['results'].items():
-        print('%-22s %14.4f %18.4f %22.4f' % (name, result['meta_iteration_s'],
-                                               result['eval_task_transductive_s'],
-                                               result['eval_task_non_transductive_s']))
-    if FLAGS.json:
-        with open(FLAGS.json, 'w', encoding='utf-8') as out:
-            json.dump(report, out, indent=2)
+def _time_evaluation(reptile, config, classes, rng, result):
+    """Seconds per task one by one and batched, on the same tasks."""
+    images = tf.constant(classes.images)
+    flop = flops.evaluation_task_flops(reptile.model, config.classes, config.shots,
+                                       config.eval_batch, config.eval_iters, reptile.transductive)
+    tasks_per_batch = FLAGS['tasks-per-batch'].value or batched_eval.default_tasks_per_batch(
+        reptile.model, max(config.eval_batch, config.classes * config.shots + 1))
+    if FLAGS.quick:
+        tasks_per_batch = min(tasks_per_batch, 2)
+    count = tasks_per_batch if FLAGS.quick else max(FLAGS.tasks, tasks_per_batch)
+    tasks = [sampling.evaluation_task(classes, config.classes, config.shots, config.eval_batch,
+                                      config.eval_iters, False, rng) for _ in range(count)]
+    task_iter = iter(tasks * 2)  # a task for tracing, then each of tasks once
+    sequential = _timed(lambda: reptile.evaluate(images, next(task_iter)), count)
+    batches = [[(classes.images, t) for t in tasks[i:i + tasks_per_batch]]
+               for i in range(0, count, tasks_per_batch)]
+    batch_iter = iter(batches[:1] + batches)
+    batched = _timed(lambda: batched_eval.query_logits(reptile, next(batch_iter),
+                                                       tasks_per_batch), len(batches))
+    per_task = {'sequential': sequential, 'batched': batched}
+    for timing in batched, sequential:
+        scale = tasks_per_batch if timing is batched else 1
+        for key in ('seconds', 'cpu_seconds'):
+            timing[key] /= scale
+        timing['gflop'] = flop / 1e9
+        timing['gflops'] = flop / 1e9 / timing['seconds']
+        timing['fraction_of_matmul'] = timing['gflops'] / result['matmul_gflops']
+    per_task['tasks_per_batch'] = tasks_per_batch
+    return per_task
+
+
+def _peak_memory_mb(gpus):
+    if gpus:
+        return tf.config.experimental.get_memory_info(gpus[0].name)['peak'] / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+
+
+def table(report):
+    """The report as a readable table."""
+    lines = ['%-42s %10s %9s %9s' % ('', 'seconds', 'GFLOP/s', 'of matmul')]
+    for result in report['results'].values():
+        matmul = result['matmul_gflops']
+        lines.append('%s (%s, oneDNN %s, XLA %s)' % (result['title'], result['device'],
+                                                     result['onednn'], result['xla']))
+        rows = [('  meta-iteration', result['meta_iteration'])]
+        for mode, timings in result['evaluation'].items():
+            for way in ('sequential', 'batched'):
+                label = '  eval task, %s, %s' % (mode.replace('_', '-'), way)
+                if way == 'batched':
+                    label += ' x%d' % timings['tasks_per_batch']
+                rows.append((label, timings[way]))
+        for label, timing in rows:
+            lines.append('%-42s %10.4f %9.1f %8.0f%%' % (label, timing['seconds'],
+                                                         timing['gflops'],
+                                                         100 * timing['gflops'] / matmul))
+        lines.append('  float32 matmul %.1f GFLOP/s (bfloat16 %.1f); peak memory %.0f MB; '
+                     'final evaluation (%d tasks, transductive, batched) %.0f s'
+                     % (matmul, result['matmul_bfloat16_gflops'], result['peak_memory_mb'],
+                        result['final_evaluation_tasks'], result['projected_final_evaluation_s']))
+    lines.append('load average before %s, after %s' % (
+        ' '.join('%.2f' % x for x in report['load_average_before']),
+        ' '.join('%.2f' % x for x in report['load_average_after'])))
+    return '\n'.join(lines)
 
 
 if __name__ == '__main__':
-    cli.run(main)
+    app.run(main)

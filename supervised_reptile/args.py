@@ -12,9 +12,12 @@ the command line: a preset stands in for the defaults, explicit flags still win.
 from absl import flags
 import keras
 import numpy as np
+import tensorflow as tf
 
-from . import models, presets
+from . import backbone, batched_eval, models, presets
 from .errors import UserError
+from .parallel import ParallelMetaBatch
+from .pretrain import Settings as PretrainSettings
 from .reptile import FOML, Reptile
 
 flags.DEFINE_bool('pretrained', False, 'evaluate a pre-trained model')
@@ -47,12 +50,68 @@ flags.DEFINE_string('preset', None,
                     'on the command line still win); "%s" lists them with their sources'
                     % presets.LIST)
 
+# Warm-starting from a classifier of all training classes (pretrain.py) and freezing conv blocks
+# (backbone.py): not in the reference; the defaults leave its behaviour unchanged.
+flags.DEFINE_integer('pretrain-iters', 0,
+                     'before meta-training, pre-train the conv blocks as a classifier of every '
+                     'training class for at most this many mini-batch steps (0: no pre-training); '
+                     'the backbone is saved in <checkpoint>/%s' % backbone.DIRECTORY, lower_bound=0)
+flags.DEFINE_float('pretrain-lr', PretrainSettings.learning_rate, 'AdamW step size of pre-training',
+                   lower_bound=0)
+flags.DEFINE_float('pretrain-weight-decay', PretrainSettings.weight_decay,
+                   'AdamW (decoupled) weight decay of pre-training', lower_bound=0)
+flags.DEFINE_integer('pretrain-batch', PretrainSettings.batch_size, 'pre-training batch size',
+                     lower_bound=1)
+flags.DEFINE_integer('pretrain-holdout', PretrainSettings.holdout_per_class,
+                     'images per training class held out of pre-training to measure over-fitting',
+                     lower_bound=1)
+flags.DEFINE_integer('pretrain-eval-interval', PretrainSettings.eval_interval,
+                     'pre-training steps between measurements of the held-out loss', lower_bound=1)
+flags.DEFINE_integer('pretrain-patience', PretrainSettings.patience,
+                     'stop pre-training after this many held-out measurements without a lower '
+                     'loss, keeping the best weights', lower_bound=1)
+flags.DEFINE_string('pretrained-backbone', None,
+                    'start meta-training from the backbone saved in this directory (the %s '
+                    'directory of a run with --pretrain-iters) instead of pre-training'
+                    % backbone.DIRECTORY)
+flags.DEFINE_integer('freeze-blocks', 0,
+                     'freeze the first this many conv blocks in meta-training and evaluation',
+                     lower_bound=0, upper_bound=models.NUM_BLOCKS)
+flags.DEFINE_integer('freeze-eval-blocks', None,
+                     'freeze the first this many conv blocks in evaluation fine-tuning (default: '
+                     '--freeze-blocks; no fewer)', lower_bound=0, upper_bound=models.NUM_BLOCKS)
+
+# Training the tasks of a meta-batch side by side (parallel.py): not in the reference.
+flags.DEFINE_bool('parallel-meta-batch', False,
+                  'train the tasks of a meta-batch side by side, each from a copy of the '
+                  'optimizer state (the reference chains one state through them); the tasks are '
+                  'shared out over the replicas of --distribute')
+flags.DEFINE_enum('distribute', 'none', ['none', 'mirrored', 'multi-worker'],
+                  'replicas for --parallel-meta-batch: none (one device), mirrored (every GPU of '
+                  'this machine, or its CPU), multi-worker (MultiWorkerMirroredStrategy over the '
+                  'hosts named by TF_CONFIG)')
+
+# Speed (benchmarks/speed.py): not in the reference; the defaults measured fastest on a CPU.
+flags.DEFINE_integer('eval-tasks-batch', 0,
+                     'evaluation tasks fine-tuned side by side in one compiled call (0: as many '
+                     'as 1 GiB of activations holds, at most %d)' % batched_eval.MAX_TASKS_PER_BATCH,
+                     lower_bound=0)
+flags.DEFINE_bool('xla', False, 'compile training and evaluation with XLA (slower on CPUs)')
+
 FLAGS = flags.FLAGS
 
 # Flags that only shape meta-training. An evaluation of a trained checkpoint (--pretrained)
 # records the training run's values of these, not its own.
 TRAINING_FLAGS = ('train-shots', 'inner-batch', 'inner-iters', 'meta-step', 'meta-step-final',
-                  'meta-batch', 'meta-iters', 'eval-interval', 'foml', 'foml-tail')
+                  'meta-batch', 'meta-iters', 'eval-interval', 'foml', 'foml-tail',
+                  'pretrain-iters', 'pretrain-lr', 'pretrain-weight-decay', 'pretrain-batch',
+                  'pretrain-holdout', 'pretrain-eval-interval', 'pretrain-patience',
+                  'pretrained-backbone')
+
+
+# Flags a resumed run may change: they do not touch the training trajectory (evaluation, batched
+# or not, assigns nothing and draws the same random numbers).
+RESUMABLE_CHANGES = ('checkpoint', 'pretrained', 'preset', 'eval-samples', 'eval-tasks-batch')
 
 
 def _value(name):
@@ -91,6 +150,29 @@ def _tail_fits(values):
         return True
     shots = values['train-shots'] or values['shots']
     return tail < shots or (tail == shots and values['inner-iters'] == 1)
+
+
+@flags.multi_flags_validator(['pretrain-iters', 'pretrained-backbone'],
+                             message='--pretrained-backbone loads a backbone pre-trained before; '
+                                     'drop it or --pretrain-iters')
+def _one_backbone_source(values):
+    return not (values['pretrain-iters'] and values['pretrained-backbone'])
+
+
+@flags.multi_flags_validator(['freeze-blocks', 'freeze-eval-blocks'],
+                             message='--freeze-eval-blocks must be at least --freeze-blocks: '
+                                     'blocks frozen in meta-training have no optimizer state to '
+                                     'be fine-tuned with')
+def _eval_freezes_what_training_froze(values):
+    return values['freeze-eval-blocks'] is None or \
+        values['freeze-eval-blocks'] >= values['freeze-blocks']
+
+
+@flags.multi_flags_validator(['parallel-meta-batch', 'distribute'],
+                             message='--distribute shares out the tasks of --parallel-meta-batch; '
+                                     'add --parallel-meta-batch or drop --distribute')
+def _distribute_needs_parallel_tasks(values):
+    return values['parallel-meta-batch'] or values['distribute'] == 'none'
 
 
 def wants_preset_listing():
@@ -138,11 +220,51 @@ def build_optimizer():
     return models.sgd(learning_rate) if _value('sgd') else models.adam(learning_rate)
 
 
-def build_reptile(model):
-    """Reptile, or first-order MAML with --foml, around a model and a fresh optimizer."""
+def build_reptile(model, strategy=None):
+    """Reptile, or first-order MAML with --foml, around a model and a fresh optimizer; with
+    --parallel-meta-batch, wrapped to train its tasks side by side on strategy's replicas
+    (build_strategy()'s by default).
+
+    The first --freeze-blocks conv blocks are frozen before the optimizer is built, so that it
+    holds no state for them; evaluation leaves the first --freeze-eval-blocks out as well."""
+    backbone.freeze(model, _value('freeze-blocks'))
     algorithm = FOML if _value('foml') else Reptile
-    return algorithm(model, build_optimizer(), transductive=_value('transductive'),
-                     weight_decay_rate=_value('weight-decay'))
+    reptile = algorithm(model, build_optimizer(), transductive=_value('transductive'),
+                        weight_decay_rate=_value('weight-decay'),
+                        frozen_in_evaluation=backbone.block_variables(model, _eval_frozen_blocks()),
+                        jit_compile=_value('xla'))
+    if _value('parallel-meta-batch'):
+        return ParallelMetaBatch(reptile, strategy or build_strategy())
+    return reptile
+
+
+def build_strategy():
+    """The tf.distribute strategy of --distribute. Multi-worker collectives can only be set up
+    before TensorFlow runs its first op, so a run script makes it first."""
+    kind = _value('distribute')
+    if kind == 'mirrored':
+        return tf.distribute.MirroredStrategy()
+    if kind == 'multi-worker':
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _eval_frozen_blocks():
+    blocks = _value('freeze-eval-blocks')
+    return _value('freeze-blocks') if blocks is None else blocks
+
+
+def backbone_kwargs():
+    """Keyword arguments of pretrain.prepare_backbone()."""
+    settings = None
+    if _value('pretrain-iters'):
+        settings = PretrainSettings(
+            iterations=_value('pretrain-iters'), learning_rate=_value('pretrain-lr'),
+            weight_decay=_value('pretrain-weight-decay'), batch_size=_value('pretrain-batch'),
+            holdout_per_class=_value('pretrain-holdout'),
+            eval_interval=_value('pretrain-eval-interval'), patience=_value('pretrain-patience'),
+            seed=_value('seed'))
+    return {'settings': settings, 'source': _value('pretrained-backbone')}
 
 
 def train_kwargs():
@@ -174,4 +296,5 @@ def evaluate_kwargs():
         'eval_inner_iters': _value('eval-iters'),
         'replacement': _value('replacement'),
         'num_samples': _value('eval-samples'),
+        'tasks_per_batch': _value('eval-tasks-batch') or None,
     }

@@ -14,9 +14,18 @@ import tensorflow as tf  # pylint: disable=wrong-import-position
 from .errors import UserError  # pylint: disable=wrong-import-position
 
 
+def parse_flags(argv):
+    """absl's flag parsing, with a bad flag reported as one line and exit code 2."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as exc:
+        print('error: %s' % exc, file=sys.stderr)
+        sys.exit(2)
+
+
 def run(main):
-    """app.run(main), with info logs off (unless --verbosity asks for them) and a UserError
-    reported as one line on stderr with exit code 2 and no traceback."""
+    """app.run(main), with info logs off (unless --verbosity asks for them), and bad flags and
+    a UserError reported as one line on stderr with exit code 2 and no traceback."""
     def main_reporting_user_errors(argv):
         if not flags.FLAGS['verbosity'].present:
             logging.set_verbosity(logging.WARNING)
@@ -26,4 +35,4 @@ def run(main):
         except UserError as exc:
             print('error: %s' % exc, file=sys.stderr)
             sys.exit(2)
-    app.run(main_reporting_user_errors)
+    app.run(main_reporting_user_errors, flags_parser=parse_flags)

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 import math
 
 import numpy as np
-import tensorflow as tf
 
-from . import sampling
+from . import batched_eval, sampling
 from .progress import Progress
 
 
@@ -42,29 +41,38 @@ class Accuracy:
         return '%f +/- %f (95%% CI, %d tasks)' % (self.mean, self.ci95, self.num_tasks)
 
 
-def evaluate_task(reptile, classes, images, rng, num_classes=5, num_shots=5,
-                  eval_inner_batch_size=5, eval_inner_iters=50, replacement=False):
-    """Sample one evaluation task from classes (whose images are on the device as `images`),
-    fine-tune on it and return the number of queries predicted right."""
-    task = sampling.evaluation_task(classes, num_classes, num_shots, eval_inner_batch_size,
+def sample_task(classes, rng, num_classes=5, num_shots=5, eval_inner_batch_size=5,
+                eval_inner_iters=50, replacement=False):
+    """Sample one evaluation task (a sampling.EvaluationTask) from classes."""
+    return sampling.evaluation_task(classes, num_classes, num_shots, eval_inner_batch_size,
                                     eval_inner_iters, replacement, rng)
-    return reptile.evaluate(images, task)
 
 
 def evaluate(reptile, classes, rng, num_classes=5, num_shots=5, eval_inner_batch_size=5,
              eval_inner_iters=50, replacement=False, num_samples=10000, log_fn=print,
-             name='evaluation'):
-    """Accuracy over num_samples independent tasks drawn from classes."""
+             name='evaluation', tasks_per_batch=None):
+    """Accuracy over num_samples independent tasks drawn from classes, fine-tuned
+    tasks_per_batch at a time (see batched_eval; by default as many as memory allows).
+
+    The tasks are drawn in the order one-by-one evaluation would draw them, since fine-tuning
+    draws no random numbers: the batch size does not change which tasks are evaluated.
+    """
     classes.check_task_size(num_classes, num_shots + 1, name)
-    images = tf.constant(classes.images)
+    task_kwargs = dict(num_classes=num_classes, num_shots=num_shots,
+                       eval_inner_batch_size=eval_inner_batch_size,
+                       eval_inner_iters=eval_inner_iters, replacement=replacement)
+    tasks_per_batch = min(num_samples, tasks_per_batch or batched_eval.default_tasks_per_batch(
+        reptile.model, max(eval_inner_batch_size, num_classes * num_shots + 1)))
     progress = Progress(num_samples)
     report_every = max(1, num_samples // 10)
     correct = []
-    for _ in range(num_samples):
-        correct.append(evaluate_task(reptile, classes, images, rng, num_classes, num_shots,
-                                     eval_inner_batch_size, eval_inner_iters, replacement))
-        progress.advance()
-        if progress.done % report_every == 0 and progress.done < num_samples:
+    while len(correct) < num_samples:
+        count = min(tasks_per_batch, num_samples - len(correct))
+        jobs = [(classes.images, sample_task(classes, rng, **task_kwargs)) for _ in range(count)]
+        correct.extend(batched_eval.evaluate(reptile, jobs, tasks_per_batch))
+        reports_before = progress.done // report_every
+        progress.advance(count)
+        if progress.done // report_every > reports_before and progress.done < num_samples:
             log_fn('  %s: %s, accuracy so far %f'
                    % (name, progress.describe('tasks'), sum(correct) / (len(correct) * num_classes)))
     return Accuracy.from_task_accuracies(np.array(correct) / num_classes)

@@ -4,6 +4,10 @@ The steps both run scripts share once their flags are parsed, and the record a r
 A run records its configuration in the checkpoint directory before it trains (or, with
 --pretrained, once the checkpoint is restored) and its results after the final evaluation;
 results.py names the files.
+
+Rerunning a training command whose checkpoint directory holds an unfinished run resumes it.
+A finished run (one with results) is never overwritten, and a run is resumed only with the
+settings it was started with.
 """
 
 from datetime import datetime, timezone
@@ -18,17 +22,20 @@ import tensorflow as tf
 
 import supervised_reptile
 
-from . import args, checkpoints, published, results
+from . import args, checkpoints, pretrain, published, results
 from .eval import evaluate
-from .train import check_can_train, train
+from .errors import UserError
+from .train import check_task_sizes, train
 
 
 class Run:
-    """One invocation of a run script: its preset and flags, its clock, its record files."""
+    """One invocation of a run script: its preset and flags, its tf.distribute strategy, its
+    clock, its record files."""
 
     def __init__(self, dataset):
         self.dataset = dataset
         self.preset = args.apply_preset(dataset)
+        self.strategy = args.build_strategy()
         self.flags = args.flag_values()
         self.directory = self.flags['checkpoint']
         self.pretrained = self.flags['pretrained']
@@ -36,6 +43,7 @@ class Run:
         self._started = time.monotonic()
         self._training_seconds = None  # stays None for an evaluation of a trained checkpoint
         self._checkpoint = None
+        self._backbone = None  # what a fresh training run starts from (pretrain.py)
 
     def train_or_restore(self, reptile, train_set, test_set, rng):
         """Restore the newest checkpoint when pretrained, otherwise meta-train into the checkpoint
@@ -48,14 +56,46 @@ class Run:
         train_kwargs = args.train_kwargs()
         # Refuse before the configuration is written: a refused run must neither leave a
         # directory behind nor overwrite the record of the run already in it.
-        check_can_train(train_set, test_set, self.directory, train_kwargs['num_classes'],
-                        train_kwargs['num_shots'], train_kwargs['train_shots'])
-        self._write_config()
+        check_task_sizes(train_set, test_set, train_kwargs['num_classes'],
+                         train_kwargs['num_shots'], train_kwargs['train_shots'])
+        recorded = self._resumable_config()
+        if recorded is None:
+            self._backbone = pretrain.prepare_backbone(reptile, train_set, self.directory,
+                                                       **args.backbone_kwargs())
+            self._write_config()
+        else:
+            self._record_resumption(recorded)
         print('Training...')
-        started = time.monotonic()
-        train(reptile, train_set, test_set, self.directory, rng, **train_kwargs)
-        self._training_seconds = time.monotonic() - started
+        self._training_seconds = train(reptile, train_set, test_set, self.directory, rng,
+                                       **train_kwargs)
         self._checkpoint = checkpoints.latest(self.directory)
+
+    def _resumable_config(self):
+        """The configuration of the unfinished run in the checkpoint directory, or None if it
+        holds no run; a UserError if the run there is finished or was started otherwise."""
+        if not checkpoints.latest(self.directory):
+            return None
+        if results.read_if_present(self.directory, results.RESULTS) is not None:
+            raise UserError('%s holds a finished run (see its %s); evaluate it with --pretrained, '
+                            'or choose another --checkpoint' % (self.directory, results.RESULTS))
+        recorded = results.read_if_present(self.directory, results.CONFIG)
+        if recorded is None or recorded.get('dataset') != self.dataset:
+            raise UserError('%s holds checkpoints of another kind of run; choose another '
+                            '--checkpoint' % self.directory)
+        differing = ['--%s %s there, %s here' % (name, recorded['flags'][name], value)
+                     for name, value in sorted(self.flags.items())
+                     if name not in args.RESUMABLE_CHANGES and name in recorded['flags']
+                     and recorded['flags'][name] != value]
+        if differing:
+            raise UserError('%s holds a run started with other settings (%s); rerun its command '
+                            'to resume it, or choose another --checkpoint'
+                            % (self.directory, '; '.join(differing)))
+        return recorded
+
+    def _record_resumption(self, recorded):
+        resumptions = recorded.setdefault('resumed', [])
+        resumptions.append({'command': sys.argv, 'started': _now()})
+        results.write(self.directory, self.config_name, recorded)
 
     def evaluate(self, reptile, rng, named_sets):
         """Evaluate on each (name, classes) pair, print '<name> accuracy: ...' lines and write
@@ -81,7 +121,8 @@ class Run:
                          'python': platform.python_version()},
             'devices': [device.name for device in tf.config.list_logical_devices()],
             'command': sys.argv,
-            'started': datetime.now(timezone.utc).isoformat(timespec='seconds'),
+            'started': _now(),
+            'backbone': self._backbone,
         })
 
     def _write_results(self, accuracies, evaluation_seconds):
@@ -115,6 +156,10 @@ class Run:
         if not self.pretrained or training is None:
             return self.flags
         return {**self.flags, **{name: training['flags'][name] for name in args.TRAINING_FLAGS}}
+
+
+def _now():
+    return datetime.now(timezone.utc).isoformat(timespec='seconds')
 
 
 def _iterations_done(checkpoint_path):

@@ -9,6 +9,9 @@ prediction differ from non-transductive (the query images share their statistics
 import keras
 import tensorflow as tf
 
+# Conv blocks of both models: what --freeze-blocks counts and backbone.py saves.
+NUM_BLOCKS = 4
+
 
 class BatchStatsNormalization(keras.layers.BatchNormalization):
     """Batch normalization that always uses the current batch's statistics (eps 1e-3).
@@ -35,7 +38,7 @@ def omniglot_model(num_classes):
     """4 x [conv 64 3x3 stride 2 'same' -> BN -> ReLU] -> dense, on 28x28x1 images in [0, 1]."""
     blocks = [[keras.layers.Conv2D(64, 3, strides=2, padding='same'),
                BatchStatsNormalization(epsilon=1e-3),
-               keras.layers.ReLU()] for _ in range(4)]
+               keras.layers.ReLU()] for _ in range(NUM_BLOCKS)]
     return _classifier('omniglot', (28, 28, 1), blocks, num_classes)
 
 
@@ -44,7 +47,7 @@ def miniimagenet_model(num_classes):
     blocks = [[keras.layers.Conv2D(32, 3, padding='same'),
                BatchStatsNormalization(epsilon=1e-3),
                keras.layers.MaxPooling2D(2, strides=2, padding='same'),
-               keras.layers.ReLU()] for _ in range(4)]
+               keras.layers.ReLU()] for _ in range(NUM_BLOCKS)]
     return _classifier('miniimagenet', (84, 84, 3), blocks, num_classes)
 
 

@@ -27,17 +27,25 @@ class Reptile:
     Prediction is either transductive (the query images of a task form one batch, so batch
     normalization shares statistics among them) or not (each query is classified in a batch
     with the whole support set, on its own).
+
+    Frozen layers (Keras `trainable = False` before Reptile is built) are left out of everything:
+    the inner loop, the meta-update, evaluation, and the optimizer's state. Variables in
+    frozen_in_evaluation are left out of evaluation fine-tuning only.
     """
 
-    def __init__(self, model, optimizer, transductive=False, weight_decay_rate=1):
+    def __init__(self, model, optimizer, transductive=False, weight_decay_rate=1,
+                 frozen_in_evaluation=(), jit_compile=False):
         self.model = model
         self.optimizer = optimizer
         self.transductive = transductive
         self.weight_decay_rate = weight_decay_rate
+        # XLA: several times slower on CPUs (benchmarks/speed.py --xla), so off by default.
+        self.jit_compile = jit_compile
+        self._frozen_in_evaluation = {id(variable) for variable in frozen_in_evaluation}
         # Build the optimizer's slots now, so that they exist to be snapshotted and checkpointed.
         optimizer.build(model.trainable_variables)
-        self._train_step = tf.function(self._train_step_graph)
-        self._evaluate = tf.function(self._evaluate_graph)
+        self._train_step = tf.function(self._train_step_graph, jit_compile=jit_compile)
+        self._evaluate = tf.function(self._evaluate_graph, jit_compile=jit_compile)
 
     @property
     def meta_trained_variables(self):
@@ -47,7 +55,8 @@ class Reptile:
     @property
     def fine_tuned_variables(self):
         """The variables an evaluation task fine-tunes."""
-        return self.model.trainable_variables
+        return [variable for variable in self.model.trainable_variables
+                if id(variable) not in self._frozen_in_evaluation]
 
     @property
     def full_state(self):
@@ -55,10 +64,15 @@ class Reptile:
         return self.model.variables + self.optimizer.variables
 
     def train_step(self, images, meta_batch, meta_step_size):
-        """One meta-step on a meta-batch of tasks (a stacked sampling.TrainingTask)."""
-        self._train_step(images, meta_batch.head_indices, meta_batch.head_labels,
-                         meta_batch.last_indices, meta_batch.last_labels,
-                         tf.constant(meta_step_size, tf.float32))
+        """One meta-step on a meta-batch of tasks (a stacked sampling.TrainingTask).
+
+        Returns the loss of the tasks' last inner mini-batches (mean over tasks) and whether
+        every weight is still finite afterwards.
+        """
+        loss, finite = self._train_step(images, meta_batch.head_indices, meta_batch.head_labels,
+                                        meta_batch.last_indices, meta_batch.last_labels,
+                                        tf.constant(meta_step_size, tf.float32))
+        return float(loss), bool(finite)
 
     def query_logits(self, images, task):
         """Fine-tune on an evaluation task, return the logits of its queries [classes, classes],
@@ -78,23 +92,37 @@ class Reptile:
         trainable = self.meta_trained_variables
         old = variables.snapshot(trainable)
         total = variables.zeros_like(old)
+        total_loss = tf.constant(0.0)
         num_tasks = tf.shape(head_indices)[0]
         for task in tf.range(num_tasks):
-            total = variables.add(total, self._task_update(
-                images, head_indices[task], head_labels[task], last_indices[task],
-                last_labels[task]))
+            update, last_loss = self._task_update(images, head_indices[task], head_labels[task],
+                                                  last_indices[task], last_labels[task])
+            total = variables.add(total, update)
+            total_loss += last_loss
             variables.assign(trainable, old)
         mean = variables.scale(total, 1 / tf.cast(num_tasks, tf.float32))
-        variables.assign(trainable, self._meta_update(old, mean, meta_step_size))
+        variables.assign(trainable, self.meta_update(old, mean, meta_step_size))
+        return total_loss / tf.cast(num_tasks, tf.float32), variables.all_finite(trainable)
 
     def _task_update(self, images, head_indices, head_labels, last_indices, last_labels):
-        """Train on one task; Reptile's update is where the weights end up."""
+        """Train on one task; return its update (see task_update) and the loss of its last
+        inner mini-batch."""
         trainable = self.meta_trained_variables
         self._train_on_batches(images, head_indices, head_labels, trainable)
-        self._inner_step(images, last_indices, last_labels, trainable)
-        return variables.snapshot(trainable)
+        before_last = variables.snapshot(trainable)
+        last_loss = self._inner_step(images, last_indices, last_labels, trainable)
+        return self.task_update(before_last, variables.snapshot(trainable)), last_loss
 
-    def _meta_update(self, old, mean_update, meta_step_size):
+    @staticmethod
+    def task_update(before_last, after_last):
+        """What a task contributes to the meta-update, given its weights before and after its
+        last inner step: Reptile takes where the weights end up."""
+        del before_last
+        return after_last
+
+    @staticmethod
+    def meta_update(old, mean_update, meta_step_size):
+        """The new initialization from the old one and the mean of the tasks' updates."""
         return variables.interpolate(old, mean_update, meta_step_size)
 
     def _evaluate_graph(self, images, batch_indices, batch_labels, support_indices, query_indices):
@@ -119,13 +147,17 @@ class Reptile:
 
     def _inner_step(self, images, indices, labels, trainable):
         variables.weight_decay(trainable, self.weight_decay_rate)
-        with tf.GradientTape() as tape:
+        # Only what is trained is watched: the layers before the first trained one (frozen
+        # blocks) then stay off the tape, and no gradient op is built for them.
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch([variable.value for variable in trainable])  # Keras' own tf.Variables
             logits = self.model(gather_images(images, indices), training=True)
-            loss = _summed_cross_entropy(labels, logits)
+            loss = summed_cross_entropy(labels, logits)
         self.optimizer.apply_gradients(zip(tape.gradient(loss, trainable), trainable))
+        return loss
 
 
-def _summed_cross_entropy(labels, logits):
+def summed_cross_entropy(labels, logits):
     """Cross-entropy SUMMED over the batch, as the reference minimises it (it matters for SGD)."""
     return tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
                                                                         logits=logits))
@@ -134,12 +166,10 @@ def _summed_cross_entropy(labels, logits):
 class FOML(Reptile):
     """First-order MAML: the update is the displacement of each task's last inner step."""
 
-    def _task_update(self, images, head_indices, head_labels, last_indices, last_labels):
-        trainable = self.meta_trained_variables
-        self._train_on_batches(images, head_indices, head_labels, trainable)
-        before_last = variables.snapshot(trainable)
-        self._inner_step(images, last_indices, last_labels, trainable)
-        return variables.subtract(variables.snapshot(trainable), before_last)
+    @staticmethod
+    def task_update(before_last, after_last):
+        return variables.subtract(after_last, before_last)
 
-    def _meta_update(self, old, mean_update, meta_step_size):
+    @staticmethod
+    def meta_update(old, mean_update, meta_step_size):
         return variables.add_scaled(old, mean_update, meta_step_size)

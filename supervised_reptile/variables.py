@@ -44,6 +44,11 @@ def add_scaled(old, direction, epsilon):
     return [o + epsilon * d for o, d in zip(old, direction)]
 
 
+def all_finite(variables):
+    """A boolean tensor: no variable holds a NaN or an infinity."""
+    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables])
+
+
 def weight_decay(variables, rate):
     """Multiply every variable by rate, as the reference does before each inner step.
 

@@ -2,6 +2,8 @@
 
 import os
 import pathlib
+import subprocess
+import sys
 import zipfile
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -15,6 +17,13 @@ from supervised_reptile.sampling import ImageClasses  # pylint: disable=wrong-im
 REPO_DIR = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_DIR.parent / 'shared'
 OMNIGLOT_MIRROR = SHARED_DIR / 'data' / 'omniglot' / 'mirror'
+
+
+def run_script(cwd, *flags):
+    """Run run_omniglot.py with flags in cwd; the completed process, output captured."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+    return subprocess.run([sys.executable, str(REPO_DIR / 'run_omniglot.py'), *flags], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
 def random_classes(num_classes, per_class, shape=(28, 28, 1), seed=0):

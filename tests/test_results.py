@@ -4,8 +4,6 @@ and their --pretrained counterparts beside them."""
 import json
 import math
 import os
-import subprocess
-import sys
 
 import pytest
 import tensorflow as tf
@@ -13,19 +11,13 @@ import tensorflow as tf
 import supervised_reptile
 from supervised_reptile import args, results
 
-from conftest import REPO_DIR, write_omniglot_tree
+from conftest import run_script, write_omniglot_tree
 
 # The preset's training shots (10) do not fit the two drawings per character of the synthetic
 # data, and its budget is far too long for a test: both are overridden.
 SHORT_RUN = ('--preset', 'o15t', '--meta-iters', '3', '--train-shots', '2', '--inner-iters', '2',
              '--eval-iters', '3', '--eval-interval', '2', '--eval-samples', '4',
              '--checkpoint', 'ckpt')
-
-
-def run_script(cwd, *flags):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
-    return subprocess.run([sys.executable, str(REPO_DIR / 'run_omniglot.py'), *flags], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
 @pytest.fixture(scope='module')
@@ -96,7 +88,7 @@ def test_a_refused_second_training_run_keeps_the_first_ones_config(short_run):
     before = (short_run / 'config.json').read_bytes()
     result = run_script(short_run.parent, '--meta-iters', '1', '--shots', '1', '--checkpoint',
                         'ckpt')
-    assert result.returncode == 2 and 'already holds a training run' in result.stderr
+    assert result.returncode == 2 and 'holds a finished run' in result.stderr
     assert (short_run / 'config.json').read_bytes() == before
 
 

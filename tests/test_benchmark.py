@@ -1,0 +1,23 @@
+"""benchmarks/speed.py runs, and reports every number it promises."""
+
+import json
+import subprocess
+import sys
+
+from conftest import REPO_DIR
+
+
+def test_quick_benchmark_of_omniglot_reports_positive_numbers(tmp_path):
+    path = tmp_path / 'speed.json'
+    subprocess.run([sys.executable, str(REPO_DIR / 'benchmarks' / 'speed.py'), '--quick',
+                    '--configs', 'omniglot', '--json', str(path)], check=True, timeout=300)
+    result = json.loads(path.read_text())['results']['omniglot']
+    timings = [result['meta_iteration']] + [
+        result['evaluation'][mode][way] for mode in ('transductive', 'non_transductive')
+        for way in ('sequential', 'batched')]
+    for timing in timings:
+        assert timing['seconds'] > 0 and timing['gflop'] > 0 and timing['gflops'] > 0
+    for key in ('matmul_gflops', 'matmul_bfloat16_gflops', 'peak_memory_mb',
+                'projected_final_evaluation_s'):
+        assert result[key] > 0
+    assert result['evaluation']['transductive']['tasks_per_batch'] >= 1

@@ -1,0 +1,178 @@
+"""Parallel meta-batches: each task from the same start, averaged; the same on 1 or 2 devices."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from supervised_reptile import models, sampling
+from supervised_reptile.errors import UserError
+from supervised_reptile.parallel import ParallelMetaBatch
+from supervised_reptile.reptile import FOML, Reptile
+
+from conftest import REPO_DIR, write_omniglot_tree
+from test_reptile import IMAGES, smooth_adam, training_tasks, twin_models, weights
+
+
+def state(reptile):
+    """Weights, optimizer slots and step count."""
+    return weights(reptile.model.trainable_variables + reptile.optimizer.variables)
+
+
+def assert_close(actual, expected):
+    for a, e in zip(actual, expected):
+        np.testing.assert_allclose(a, e, rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize('algorithm', [Reptile, FOML])
+def test_each_task_starts_from_the_shared_state_and_the_results_are_averaged(algorithm):
+    model, twin = twin_models()
+    parallel = ParallelMetaBatch(algorithm(model, smooth_adam(), weight_decay_rate=0.99),
+                                 tf.distribute.get_strategy())
+    single = algorithm(twin, smooth_adam(), weight_decay_rate=0.99)
+    warm_up = sampling.stack_tasks(training_tasks(1, seed=7))
+    parallel.train_step(IMAGES, warm_up, 0.5)
+    single.train_step(IMAGES, warm_up, 0.5)
+    assert_close(state(parallel), state(single))  # one task: the same algorithm
+
+    tasks = training_tasks(2)
+    start = state(single)
+    ends = []
+    for task in tasks:  # each task alone with meta-step 1 ends at its own update
+        for variable, value in zip(twin.trainable_variables + single.optimizer.variables, start):
+            variable.assign(value)
+        single.train_step(IMAGES, sampling.stack_tasks([task]), 1.0)
+        ends.append(state(single))
+    parallel.train_step(IMAGES, sampling.stack_tasks(tasks), 0.5)
+
+    count = len(twin.trainable_variables)
+    old, mean = start[:count], [np.mean(pair, axis=0) for pair in zip(*(end[:count] for end in ends))]
+    # A single task's run with meta-step 1 ends at old + its update for both algorithms (Reptile:
+    # the task's final weights; FOML: old plus its last step's displacement), so the mean update
+    # taken with meta-step 0.5 lands half-way to the mean of the ends.
+    expected = [o + 0.5 * (m - o) for o, m in zip(old, mean)]
+    slots = [np.mean(pair, axis=0) for pair in zip(*(end[count:] for end in ends))]
+    assert_close(state(parallel)[:count], expected)
+    optimizer = parallel.optimizer
+    iterations_index = [v.path for v in optimizer.variables].index(optimizer.iterations.path)
+    for index, (actual, expected_slot) in enumerate(zip(state(parallel)[count:], slots)):
+        if index == iterations_index:
+            assert actual == start[count + index] + 3  # one task's inner steps, not two tasks'
+        else:
+            np.testing.assert_allclose(actual, expected_slot, rtol=2e-5, atol=2e-6)
+
+
+def test_a_meta_batch_that_does_not_split_evenly_is_refused():
+    strategy = tf.distribute.MirroredStrategy(['/cpu:0'])
+    parallel = ParallelMetaBatch(Reptile(models.omniglot_model(3), models.adam(1e-3)), strategy)
+    parallel.strategy = type('TwoReplicas', (), {'num_replicas_in_sync': 2})()
+    with pytest.raises(UserError, match='make --meta-batch a multiple of 2'):
+        parallel.train_step(IMAGES, sampling.stack_tasks(training_tasks(3)), 1.0)
+
+
+TWO_DEVICES = '''
+import sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices('CPU')[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, sys.argv[1])
+import keras
+from supervised_reptile import models, sampling
+from supervised_reptile.parallel import ParallelMetaBatch
+from supervised_reptile.reptile import FOML, Reptile
+from conftest import random_classes
+
+classes = random_classes(12, 8, seed=3)
+images = tf.constant(classes.images)
+
+# One strategy per set of devices: strategies made alike would share collective keys.
+strategies = {1: tf.distribute.MirroredStrategy(['/cpu:0']),
+              2: tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])}
+
+def run(algorithm, optimizer, replicas):
+    keras.utils.set_random_seed(1)
+    strategy = strategies[replicas]
+    assert strategy.num_replicas_in_sync == replicas
+    parallel = ParallelMetaBatch(algorithm(models.omniglot_model(3), optimizer,
+                                           weight_decay_rate=0.9), strategy)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        tasks = [sampling.training_task(classes, 3, 4, 6, 3, False, rng) for _ in range(4)]
+        parallel.train_step(images, sampling.stack_tasks(tasks), 0.5)
+    return [v.numpy() for v in parallel.model.variables + parallel.optimizer.variables]
+
+for algorithm, optimizer in ((Reptile, lambda: models.adam(1e-3)), (FOML, lambda: models.sgd(0.01))):
+    one = run(algorithm, optimizer(), 1)
+    two = run(algorithm, optimizer(), 2)
+    assert len(one) == len(two)
+    assert all(np.array_equal(a, b) for a, b in zip(one, two)), algorithm.__name__
+
+# Evaluation tasks shared out over two replicas give batched_eval's logits on one device.
+from supervised_reptile import batched_eval
+rng = np.random.default_rng(1)
+jobs = [(classes.images, sampling.evaluation_task(classes, 3, 2, 4, 5, False, rng))
+        for _ in range(3)]
+for transductive in (True, False):
+    keras.utils.set_random_seed(2)
+    model = models.omniglot_model(3)
+    reptile = Reptile(model, models.adam(1e-2), transductive=transductive, weight_decay_rate=0.9,
+                      frozen_in_evaluation=model.layers[0].trainable_variables)
+    reptile.train_step(images, sampling.stack_tasks([
+        sampling.training_task(classes, 3, 4, 6, 3, False, rng)]), 1.0)
+    one = batched_eval.query_logits(reptile, jobs)
+    shared = ParallelMetaBatch(reptile, strategies[2])
+    assert shared.replica_evaluator is not None
+    two = batched_eval.query_logits(shared, jobs)
+    assert one.shape == two.shape == (3, 3, 3)
+    np.testing.assert_allclose(two, one, rtol=1e-4, atol=1e-4)
+    assert (one.argmax(-1) == two.argmax(-1)).all()
+print('same on one and two devices')
+'''
+
+
+def test_two_replicas_give_the_same_result_as_one():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+    result = subprocess.run([sys.executable, '-c', TWO_DEVICES, str(REPO_DIR),
+                             str(REPO_DIR / 'tests')], env=env, capture_output=True, text=True,
+                            timeout=600, check=False, cwd=REPO_DIR / 'tests')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'same on one and two devices' in result.stdout
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(('localhost', 0))
+        return probe.getsockname()[1]
+
+
+def test_two_workers_end_with_the_weights_of_one_process(tmp_path):
+    write_omniglot_tree(tmp_path / 'data' / 'omniglot', alphabets=11, characters=110, drawings=2)
+    command = [sys.executable, str(REPO_DIR / 'run_omniglot.py'), '--shots', '1',
+               '--train-shots', '2', '--inner-iters', '2', '--meta-batch', '2', '--meta-iters',
+               '3', '--eval-iters', '2', '--eval-samples', '2', '--parallel-meta-batch']
+    cluster = {'worker': ['localhost:%d' % free_port() for _ in range(2)]}
+    workers = [subprocess.Popen(
+        command + ['--distribute', 'multi-worker', '--checkpoint', 'worker%d' % index],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', TF_CONFIG=json.dumps(
+            {'cluster': cluster, 'task': {'type': 'worker', 'index': index}})))
+        for index in range(2)]
+    alone = subprocess.run(command + ['--checkpoint', 'alone'], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=600, check=False,
+                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'))
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    for worker in workers:
+        assert worker.wait(timeout=600) == 0, worker.stderr.read()[-2000:]
+    ends = [tf.train.load_checkpoint(str(tmp_path / name / 'model.ckpt-2'))
+            for name in ('alone', 'worker0', 'worker1')]
+    names = [name for name in ends[0].get_variable_to_shape_map()
+             if not name.startswith(('save_counter', 'training_seconds'))]
+    for name in names:
+        assert all(np.array_equal(ends[0].get_tensor(name), end.get_tensor(name))
+                   for end in ends[1:]), name
