@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import models
+from .reptile import summed_cross_entropy
 
 # Memory for one batch's activations and their gradients; the default batch size is as many
 # tasks as fit (1-shot Mini-ImageNet: ~34 MB a task, 5-shot ~150 MB), at most
@@ -208,7 +209,7 @@ class _BatchedEvaluator:
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(variables)
             logits = self.network(params, batch)
-            loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+            loss = summed_cross_entropy(labels, logits)
         gradients = iter(tape.gradient(loss, variables))
         for task_params, task_slots in tuned:
             for variable, slots in zip(task_params, task_slots):
