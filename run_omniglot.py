@@ -29,9 +29,10 @@ def main(argv):
     rng = args.seed_everything()
     train_set, test_set = omniglot.load(DATA_DIR, FLAGS.seed)
     reptile = args.build_reptile(models.omniglot_model(FLAGS.classes), run.strategy)
-    run.train_or_restore(reptile, train_set, test_set, rng)
-    run.evaluate(reptile, rng, [('Train', train_set), ('Test', test_set)])
+    evaluator = run.evaluator(reptile)
+    run.train_or_restore(reptile, evaluator, train_set, test_set, rng)
+    run.evaluate(evaluator, rng, [('Train', train_set), ('Test', test_set)])
 
 
 if __name__ == '__main__':
-    cli.run(main)
+    cli.run(main, args.resolver('omniglot'))

@@ -13,7 +13,7 @@ setup(
     packages=find_packages(exclude=['tests', 'tests.*', 'sine', 'sine.*']),  # sine/ runs in place
     install_requires=[
         'tensorflow>=2.21,<3',  # the models, the compiled inner loops, checkpoints
-        'keras>=3',             # layers and the Adam/SGD optimizers (comes with TensorFlow)
+        'keras>=3',             # the models' layers (comes with TensorFlow)
         'tensorboard',          # tf.summary needs it at run time; TensorFlow does not pull it in
         'absl-py',              # command-line flags
         'numpy',                # host-side task sampling

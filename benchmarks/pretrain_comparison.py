@@ -36,10 +36,12 @@ import matplotlib
 import numpy as np
 import tensorflow as tf
 
-from supervised_reptile import backbone, models, omniglot, pretrain, sampling
-from supervised_reptile.eval import evaluate
+from supervised_reptile import backbone, models, omniglot, pretrain
+from supervised_reptile.evaluation import Evaluator
+from supervised_reptile.inner_loop import Adam
 from supervised_reptile.reptile import Reptile
-from supervised_reptile.train import annealed_meta_step_size
+from supervised_reptile.settings import Evaluation, TaskShape, Training
+from supervised_reptile.train import sample_meta_batch
 
 matplotlib.use('Agg')  # files only, no display
 from matplotlib import pyplot
@@ -63,10 +65,11 @@ flags.DEFINE_integer('pretrain-eval-interval', 250, 'pre-training steps between 
 flags.DEFINE_bool('replot', False, 'only draw the figure again from <out>/pretrain_comparison.json')
 FLAGS = flags.FLAGS
 
-# README row 1 (the reference's transductive 1-shot 5-way Omniglot command).
-WAYS, SHOTS, TRAIN_SHOTS, INNER_BATCH, INNER_ITERS, META_BATCH = 5, 1, 10, 10, 5, 5
-LEARNING_RATE, META_STEP, META_STEP_FINAL, FULL_RUN_ITERS = 0.001, 1.0, 0.0, 100000
-EVAL_BATCH, EVAL_ITERS = 5, 50
+# README row 1 (the reference's transductive 1-shot 5-way Omniglot command), its meta step
+# annealed as in the full 100,000-iteration run.
+WAYS, SHOTS, LEARNING_RATE, EVAL_BATCH, EVAL_ITERS = 5, 1, 0.001, 5, 50
+TRAINING = Training(train_shots=10, inner_batch=10, inner_iters=5, meta_step=1.0,
+                    meta_step_final=0.0, meta_batch=5, meta_iters=100000)
 
 
 class Clock:
@@ -103,40 +106,37 @@ def build_reptile(backbone_dir, frozen_blocks):
     if backbone_dir:
         backbone.load(model, backbone_dir)
     backbone.freeze(model, frozen_blocks)
-    return Reptile(model, models.adam(LEARNING_RATE), transductive=True)
+    return Reptile(model, Adam(LEARNING_RATE))
 
 
-def test_accuracy(reptile, test_set):
+def test_accuracy(evaluator, test_set):
     # The same tasks at every point and for every variant: the comparisons are paired.
     rng = np.random.default_rng(FLAGS.seed + 1)
-    return evaluate(reptile, test_set, rng, num_classes=WAYS, num_shots=SHOTS,
-                    eval_inner_batch_size=EVAL_BATCH, eval_inner_iters=EVAL_ITERS,
-                    num_samples=FLAGS['eval-tasks'].value, log_fn=lambda line: None,
-                    name='test')
+    return evaluator.accuracy(test_set, TaskShape(WAYS, SHOTS), rng, name='test',
+                              log_fn=lambda line: None)
 
 
 def run_variant(name, train_set, test_set, clock, backbone_dir=None, frozen_blocks=0):
     """Meta-train one variant, evaluating at the --eval-at points; return the points."""
     reptile = build_reptile(backbone_dir, frozen_blocks)
+    evaluator = Evaluator(reptile, Evaluation(inner_batch=EVAL_BATCH, inner_iters=EVAL_ITERS,
+                                              transductive=True, samples=FLAGS['eval-tasks'].value))
     eval_at = sorted({int(i) for i in FLAGS['eval-at'].value})
     images = tf.constant(train_set.images)
     rng = np.random.default_rng(FLAGS.seed)
     points = []
     for i in range(FLAGS['meta-iters'].value + 1):
         if i in eval_at:
-            points.append(evaluation_point(name, reptile, test_set, i, clock))
+            points.append(evaluation_point(name, evaluator, test_set, i, clock))
         if i == FLAGS['meta-iters'].value:
             return points
-        batch = sampling.stack_tasks([
-            sampling.training_task(train_set, WAYS, TRAIN_SHOTS, INNER_BATCH, INNER_ITERS, False,
-                                   rng) for _ in range(META_BATCH)])
+        batch = sample_meta_batch(train_set, TaskShape(WAYS, SHOTS), TRAINING, rng)
         with clock:
-            reptile.train_step(images, batch, annealed_meta_step_size(
-                i, FULL_RUN_ITERS, META_STEP, META_STEP_FINAL))
+            reptile.train_step(images, batch, TRAINING.meta_step_size(i))
 
 
-def evaluation_point(name, reptile, test_set, iteration, clock):
-    accuracy = test_accuracy(reptile, test_set)
+def evaluation_point(name, evaluator, test_set, iteration, clock):
+    accuracy = test_accuracy(evaluator, test_set)
     print('%s: %d meta-iterations, %.0f s training, test accuracy %s'
           % (name, iteration, clock.wall, accuracy), flush=True)
     return {'meta_iterations': iteration, 'training_wall_seconds': clock.wall,

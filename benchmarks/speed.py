@@ -7,13 +7,14 @@ How fast training and evaluation run, and how close they come to the machine's a
 Each configuration runs on synthetic data of its real shapes, in a process of its own (TensorFlow
 picks its CPU kernels per dataset when it loads, see cpu_kernels.py, and peak memory is per
 process). Measured: seconds per meta-iteration; seconds per evaluation task in both prediction
-modes, one task at a time (Reptile.evaluate) and batched (batched_eval); the GFLOP/s these
-reach, from the convolution and dense FLOPs of flops.py; as the yardstick, the GFLOP/s of a
+modes, one task at a time (k = 1) and k side by side (the evaluation path's default k); the
+GFLOP/s these reach, from the convolution and dense FLOPs of flops.py (beside this script); as the yardstick, the GFLOP/s of a
 square float32 matrix product in the same process (bfloat16 too); and peak memory. The first
 call of each compiled function (tracing) is timed apart and left out of the means. Prints a
 table; --json PATH writes everything, with the load average before and after.
 """
 
+import dataclasses
 from dataclasses import dataclass
 import json
 import os
@@ -30,13 +31,18 @@ from absl import app, flags
 import numpy as np
 import tensorflow as tf
 
-from supervised_reptile import batched_eval, cpu_kernels, flops, models, sampling
+import flops
+from supervised_reptile import cpu_kernels, models, sampling
+from supervised_reptile.evaluation import Evaluator
+from supervised_reptile.inner_loop import Adam
 from supervised_reptile.reptile import Reptile
+from supervised_reptile.settings import Evaluation, TaskShape, Training
+from supervised_reptile.train import sample_meta_batch
 
 flags.DEFINE_bool('quick', False, 'a few repetitions and smaller yardstick products only')
 flags.DEFINE_integer('iterations', 20, 'meta-iterations timed per configuration')
 flags.DEFINE_integer('tasks', 32, 'evaluation tasks timed per configuration, mode and way')
-flags.DEFINE_integer('tasks-per-batch', 0, 'tasks per batched call (0: batched_eval default)')
+flags.DEFINE_integer('tasks-per-batch', 0, 'tasks per batched call (0: the evaluation default)')
 flags.DEFINE_list('configs', ['omniglot', 'miniimagenet'], 'which configurations to time')
 flags.DEFINE_bool('xla', False, 'compile training and evaluation with XLA')
 flags.DEFINE_string('json', None, 'also write the results to this JSON file')
@@ -48,25 +54,29 @@ FINAL_EVALUATION_TASKS = 10000  # per split, --eval-samples' default
 
 @dataclass
 class Config:
-    """A README row's shapes: what one meta-iteration and one evaluation task compute."""
+    """A README row: its model, its image shape, its settings, and the number of splits its
+    final evaluation evaluates."""
     title: str
     model: str
     image_shape: tuple
-    classes: int = 5
-    train_shots: int = 10
-    inner_batch: int = 10
-    inner_iters: int = 5
-    meta_batch: int = 5
-    shots: int = 1
-    eval_batch: int = 5
-    eval_iters: int = 50
-    splits: int = 2
+    shape: TaskShape
+    training: Training
+    evaluation: Evaluation
+    splits: int
+
+
+def _readme_row(title, dataset, image_shape, train_shots, inner_iters, splits):
+    return Config(title, dataset + '_model', image_shape, TaskShape(classes=5, shots=1),
+                  Training(train_shots=train_shots, inner_batch=10, inner_iters=inner_iters,
+                           meta_batch=5),
+                  Evaluation(inner_batch=5, inner_iters=50, transductive=True), splits)
 
 
 CONFIGS = {
-    'omniglot': Config('README row 1, Omniglot 1-shot 5-way', 'omniglot_model', (28, 28, 1)),
-    'miniimagenet': Config('README row 2, Mini-ImageNet 1-shot 5-way', 'miniimagenet_model',
-                           (84, 84, 3), train_shots=15, inner_iters=8, splits=3),
+    'omniglot': _readme_row('README row 1, Omniglot 1-shot 5-way', 'omniglot', (28, 28, 1),
+                            train_shots=10, inner_iters=5, splits=2),
+    'miniimagenet': _readme_row('README row 2, Mini-ImageNet 1-shot 5-way', 'miniimagenet',
+                                (84, 84, 3), train_shots=15, inner_iters=8, splits=3),
 }
 
 
@@ -112,8 +122,7 @@ def measure(config):
 
     tf.get_logger().setLevel('ERROR')
     iterations = 2 if FLAGS.quick else FLAGS.iterations
-    model = getattr(models, config.model)(config.classes)
-    optimizer = models.adam(1e-3)
+    model = getattr(models, config.model)(config.shape.classes)
     rng = np.random.default_rng(0)
     classes = _synthetic_classes(config.image_shape, rng)
     gpus = tf.config.list_logical_devices('GPU')
@@ -123,13 +132,13 @@ def measure(config):
     size = 512 if FLAGS.quick else 2048
     result['matmul_gflops'] = _matmul_gflops(size, tf.float32)
     result['matmul_bfloat16_gflops'] = _matmul_gflops(size, tf.bfloat16)
-    trainer = Reptile(model, optimizer, jit_compile=FLAGS.xla)
-    result['meta_iteration'] = _time_training(trainer, config, classes, rng, iterations)
+    reptile = Reptile(model, Adam(1e-3), jit_compile=FLAGS.xla)
+    result['meta_iteration'] = _time_training(reptile, config, classes, rng, iterations)
     result['evaluation'] = {}
     for transductive in (True, False):
-        evaluator = Reptile(model, optimizer, transductive=transductive, jit_compile=FLAGS.xla)
         mode = 'transductive' if transductive else 'non_transductive'
-        result['evaluation'][mode] = _time_evaluation(evaluator, config, classes, rng, result)
+        result['evaluation'][mode] = _time_evaluation(reptile, transductive, config, classes,
+                                                      rng, result)
     result['peak_memory_mb'] = _peak_memory_mb(gpus)
     result['final_evaluation_tasks'] = config.splits * FINAL_EVALUATION_TASKS
     result['projected_final_evaluation_s'] = (
@@ -178,43 +187,42 @@ def _time_training(reptile, config, classes, rng, iterations):
     images = tf.constant(classes.images)
 
     def meta_step():
-        reptile.train_step(images, sampling.stack_tasks([
-            sampling.training_task(classes, config.classes, config.train_shots,
-                                   config.inner_batch, config.inner_iters, False, rng)
-            for _ in range(config.meta_batch)]), 1.0)
+        reptile.train_step(images, sample_meta_batch(classes, config.shape, config.training, rng),
+                           1.0)
     return _timed(meta_step, iterations, flops.meta_iteration_flops(
-        reptile.model, config.meta_batch, config.inner_iters, config.inner_batch))
+        reptile.model, config.training.meta_batch, config.training.inner_iters,
+        config.training.inner_batch))
 
 
-def _time_evaluation(reptile, config, classes, rng, result):
-    """Seconds per task one by one and batched, on the same tasks."""
-    images = tf.constant(classes.images)
-    flop = flops.evaluation_task_flops(reptile.model, config.classes, config.shots,
-                                       config.eval_batch, config.eval_iters, reptile.transductive)
-    tasks_per_batch = FLAGS['tasks-per-batch'].value or batched_eval.default_tasks_per_batch(
-        reptile.model, max(config.eval_batch, config.classes * config.shots + 1))
+def _time_evaluation(reptile, transductive, config, classes, rng, result):
+    """Seconds per task one at a time (k = 1) and k side by side, on the same tasks."""
+    settings = dataclasses.replace(config.evaluation, transductive=transductive,
+                                   tasks_per_batch=FLAGS['tasks-per-batch'].value)
+    evaluator = Evaluator(reptile, settings)
+    shape = config.shape
+    flop = flops.evaluation_task_flops(reptile.model, shape.classes, shape.shots,
+                                       settings.inner_batch, settings.inner_iters, transductive)
+    tasks_per_batch = evaluator.tasks_per_batch(max(settings.inner_batch,
+                                                    shape.classes * shape.shots + 1))
     if FLAGS.quick:
         tasks_per_batch = min(tasks_per_batch, 2)
     count = tasks_per_batch if FLAGS.quick else max(FLAGS.tasks, tasks_per_batch)
-    tasks = [sampling.evaluation_task(classes, config.classes, config.shots, config.eval_batch,
-                                      config.eval_iters, False, rng) for _ in range(count)]
-    task_iter = iter(tasks * 2)  # a task for tracing, then each of tasks once
-    sequential = _timed(lambda: reptile.evaluate(images, next(task_iter)), count)
-    batches = [[(classes.images, t) for t in tasks[i:i + tasks_per_batch]]
-               for i in range(0, count, tasks_per_batch)]
+    jobs = [(classes.images, evaluator.sample_task(classes, shape, rng)) for _ in range(count)]
+    job_iter = iter(jobs[:1] + jobs)  # a task for tracing, then each task once
+    timings = {'sequential': _timed(lambda: evaluator.query_logits([next(job_iter)]), count)}
+    batches = [jobs[i:i + tasks_per_batch] for i in range(0, count, tasks_per_batch)]
     batch_iter = iter(batches[:1] + batches)
-    batched = _timed(lambda: batched_eval.query_logits(reptile, next(batch_iter),
-                                                       tasks_per_batch), len(batches))
-    per_task = {'sequential': sequential, 'batched': batched}
-    for timing in batched, sequential:
-        scale = tasks_per_batch if timing is batched else 1
+    timings['batched'] = _timed(lambda: evaluator.query_logits(next(batch_iter), tasks_per_batch),
+                                len(batches))
+    for way, timing in timings.items():
+        scale = tasks_per_batch if way == 'batched' else 1
         for key in ('seconds', 'cpu_seconds'):
             timing[key] /= scale
         timing['gflop'] = flop / 1e9
         timing['gflops'] = flop / 1e9 / timing['seconds']
         timing['fraction_of_matmul'] = timing['gflops'] / result['matmul_gflops']
-    per_task['tasks_per_batch'] = tasks_per_batch
-    return per_task
+    timings['tasks_per_batch'] = tasks_per_batch
+    return timings
 
 
 def _peak_memory_mb(gpus):

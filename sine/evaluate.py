@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from supervised_reptile.eval import ci95_half_width
+from supervised_reptile.statistics import ci95_half_width
 
 from .algorithms import inner_step
 from .model import mlp, tile

@@ -3,10 +3,12 @@ Command-line flags shared by run_omniglot.py and run_miniimagenet.py, and what t
 
 The flags, their dashed spellings, defaults and meanings are the reference implementation's,
 so its commands run unchanged. Nothing outside this module reads a flag: the functions below
-turn them into objects and keyword arguments.
+turn them into settings objects (settings.py) and the algorithm.
 
---preset NAME (presets.py) gives every flag it names the preset's value unless the flag is on
-the command line: a preset stands in for the defaults, explicit flags still win.
+Flags are resolved while they are parsed (resolve(), called by cli.run): --preset NAME
+(presets.py) gives every flag it names the preset's value unless the flag is on the command
+line (a preset stands in for the defaults, explicit flags still win), and then the checks
+across flags run on the values the run will use.
 """
 
 from absl import flags
@@ -14,11 +16,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import backbone, batched_eval, models, presets
+from . import backbone, evaluation, models, presets
 from .errors import UserError
-from .parallel import ParallelMetaBatch
+from .inner_loop import SGD, Adam
 from .pretrain import Settings as PretrainSettings
 from .reptile import FOML, Reptile
+from .settings import Evaluation, TaskShape, Training
 
 flags.DEFINE_bool('pretrained', False, 'evaluate a pre-trained model')
 flags.DEFINE_integer('seed', 0, 'random seed')
@@ -94,7 +97,7 @@ flags.DEFINE_enum('distribute', 'none', ['none', 'mirrored', 'multi-worker'],
 # Speed (benchmarks/speed.py): not in the reference; the defaults measured fastest on a CPU.
 flags.DEFINE_integer('eval-tasks-batch', 0,
                      'evaluation tasks fine-tuned side by side in one compiled call (0: as many '
-                     'as 1 GiB of activations holds, at most %d)' % batched_eval.MAX_TASKS_PER_BATCH,
+                     'as 1 GiB of activations holds, at most %d)' % evaluation.MAX_TASKS_PER_BATCH,
                      lower_bound=0)
 flags.DEFINE_bool('xla', False, 'compile training and evaluation with XLA (slower on CPUs)')
 
@@ -118,84 +121,54 @@ def _value(name):
     return FLAGS[name].value
 
 
-def _training_shots():
-    return _value('train-shots') or _value('shots')
+# Checks across flags: (whether the values are consistent, the message if not). They run after
+# the preset is applied, on the values the run will use.
+_CHECKS = [
+    (lambda v: v['foml-tail'] is None or v['foml'],
+     '--foml-tail needs --foml; add --foml or drop --foml-tail'),
+    (lambda v: v['foml-tail'] is None or v['foml-tail'] < (v['train-shots'] or v['shots']) or (
+        v['foml-tail'] == (v['train-shots'] or v['shots']) and v['inner-iters'] == 1),
+     '--foml-tail must leave at least one training shot per class for the other inner '
+     'iterations; lower --foml-tail or raise --train-shots'),
+    (lambda v: not (v['pretrain-iters'] and v['pretrained-backbone']),
+     '--pretrained-backbone loads a backbone pre-trained before; drop it or --pretrain-iters'),
+    (lambda v: v['freeze-eval-blocks'] is None or v['freeze-eval-blocks'] >= v['freeze-blocks'],
+     '--freeze-eval-blocks must be at least --freeze-blocks: blocks frozen in meta-training have '
+     'no optimizer state to be fine-tuned with'),
+    (lambda v: v['parallel-meta-batch'] or v['distribute'] == 'none',
+     '--distribute shares out the tasks of --parallel-meta-batch; add --parallel-meta-batch or '
+     'drop --distribute'),
+]
 
 
-def _with_preset(values):
-    """values with the preset's value for every flag not on the command line: a check across
-    flags must see the values the run will use, and it runs before the preset is applied."""
-    preset = presets.PRESETS.get(values['preset'])
-    if preset is None:
-        return values
-    return {**values, **{name: value for name, value in preset.flags.items()
-                         if name in values and not FLAGS[name].present}}
+def resolver(dataset):
+    """The resolution of the parsed flags for a run script of dataset, for cli.run."""
+    return lambda: resolve(dataset)
 
 
-@flags.multi_flags_validator(['foml', 'foml-tail', 'preset'],
-                             message='--foml-tail needs --foml; add --foml or drop --foml-tail')
-def _tail_needs_foml(values):
-    values = _with_preset(values)
-    return values['foml-tail'] is None or values['foml']
-
-
-@flags.multi_flags_validator(
-    ['foml-tail', 'shots', 'train-shots', 'inner-iters', 'preset'],
-    message='--foml-tail must leave at least one training shot per class for the other inner '
-            'iterations; lower --foml-tail or raise --train-shots')
-def _tail_fits(values):
-    values = _with_preset(values)
-    tail = values['foml-tail']
-    if tail is None:
-        return True
-    shots = values['train-shots'] or values['shots']
-    return tail < shots or (tail == shots and values['inner-iters'] == 1)
-
-
-@flags.multi_flags_validator(['pretrain-iters', 'pretrained-backbone'],
-                             message='--pretrained-backbone loads a backbone pre-trained before; '
-                                     'drop it or --pretrain-iters')
-def _one_backbone_source(values):
-    return not (values['pretrain-iters'] and values['pretrained-backbone'])
-
-
-@flags.multi_flags_validator(['freeze-blocks', 'freeze-eval-blocks'],
-                             message='--freeze-eval-blocks must be at least --freeze-blocks: '
-                                     'blocks frozen in meta-training have no optimizer state to '
-                                     'be fine-tuned with')
-def _eval_freezes_what_training_froze(values):
-    return values['freeze-eval-blocks'] is None or \
-        values['freeze-eval-blocks'] >= values['freeze-blocks']
-
-
-@flags.multi_flags_validator(['parallel-meta-batch', 'distribute'],
-                             message='--distribute shares out the tasks of --parallel-meta-batch; '
-                                     'add --parallel-meta-batch or drop --distribute')
-def _distribute_needs_parallel_tasks(values):
-    return values['parallel-meta-batch'] or values['distribute'] == 'none'
+def resolve(dataset):
+    """Give every flag of --preset that is not on the command line the preset's value, then
+    check the flags against each other. An unknown preset, one of the other run script, or
+    inconsistent flags are a UserError."""
+    name = _value('preset')
+    if name is not None and name != presets.LIST:
+        preset = presets.PRESETS.get(name)
+        if preset is None:
+            raise UserError('no preset named %r; --preset %s lists them' % (name, presets.LIST))
+        if preset.dataset != dataset:
+            raise UserError('preset %s is a configuration of %s; run it with that script'
+                            % (name, presets.SCRIPTS[preset.dataset]))
+        for flag, value in preset.flags.items():
+            if not FLAGS[flag].present:
+                FLAGS[flag].value = value
+    values = flag_values()
+    for consistent, message in _CHECKS:
+        if not consistent(values):
+            raise UserError(message)
 
 
 def wants_preset_listing():
     return _value('preset') == presets.LIST
-
-
-def apply_preset(dataset):
-    """Give every flag of --preset that is not on the command line the preset's value; return the
-    preset's name, or None without --preset. An unknown preset, or one of the other run script,
-    is a UserError."""
-    name = _value('preset')
-    if name is None:
-        return None
-    preset = presets.PRESETS.get(name)
-    if preset is None:
-        raise UserError('no preset named %r; --preset %s lists them' % (name, presets.LIST))
-    if preset.dataset != dataset:
-        raise UserError('preset %s is a configuration of %s; run it with that script'
-                        % (name, presets.SCRIPTS[preset.dataset]))
-    for flag, value in preset.flags.items():
-        if not FLAGS[flag].present:
-            FLAGS[flag].value = value
-    return name
 
 
 def flag_values():
@@ -214,28 +187,25 @@ def seed_everything():
     return np.random.default_rng(_value('seed'))
 
 
-def build_optimizer():
-    """The inner-loop optimizer: the reference's Adam, or plain SGD with --sgd."""
+def inner_rule():
+    """The inner loop's optimizer rule: the reference's Adam, or plain SGD with --sgd."""
     learning_rate = _value('learning-rate')
-    return models.sgd(learning_rate) if _value('sgd') else models.adam(learning_rate)
+    return SGD(learning_rate) if _value('sgd') else Adam(learning_rate)
 
 
 def build_reptile(model, strategy=None):
-    """Reptile, or first-order MAML with --foml, around a model and a fresh optimizer; with
-    --parallel-meta-batch, wrapped to train its tasks side by side on strategy's replicas
-    (build_strategy()'s by default).
+    """Reptile, or first-order MAML with --foml, training model with inner_rule(); with
+    --parallel-meta-batch, training the tasks of a meta-batch side by side on strategy's
+    replicas (build_strategy()'s by default).
 
-    The first --freeze-blocks conv blocks are frozen before the optimizer is built, so that it
-    holds no state for them; evaluation leaves the first --freeze-eval-blocks out as well."""
+    The first --freeze-blocks conv blocks are frozen before the optimizer state is made, so that
+    it holds none for them; evaluation leaves the first --freeze-eval-blocks out as well."""
     backbone.freeze(model, _value('freeze-blocks'))
     algorithm = FOML if _value('foml') else Reptile
-    reptile = algorithm(model, build_optimizer(), transductive=_value('transductive'),
-                        weight_decay_rate=_value('weight-decay'),
-                        frozen_in_evaluation=backbone.block_variables(model, _eval_frozen_blocks()),
-                        jit_compile=_value('xla'))
-    if _value('parallel-meta-batch'):
-        return ParallelMetaBatch(reptile, strategy or build_strategy())
-    return reptile
+    parallel_strategy = (strategy or build_strategy()) if _value('parallel-meta-batch') else None
+    return algorithm(model, inner_rule(), weight_decay=_value('weight-decay'),
+                     frozen_in_evaluation=backbone.block_variables(model, _eval_frozen_blocks()),
+                     parallel_strategy=parallel_strategy, jit_compile=_value('xla'))
 
 
 def build_strategy():
@@ -267,34 +237,24 @@ def backbone_kwargs():
     return {'settings': settings, 'source': _value('pretrained-backbone')}
 
 
-def train_kwargs():
-    """Keyword arguments of train.train()."""
-    return {
-        'num_classes': _value('classes'),
-        'num_shots': _value('shots'),
-        'train_shots': _training_shots(),
-        'inner_batch_size': _value('inner-batch'),
-        'inner_iters': _value('inner-iters'),
-        'replacement': _value('replacement'),
-        'meta_step_size': _value('meta-step'),
-        'meta_step_size_final': _value('meta-step-final'),
-        'meta_batch_size': _value('meta-batch'),
-        'meta_iters': _value('meta-iters'),
-        'eval_inner_batch_size': _value('eval-batch'),
-        'eval_inner_iters': _value('eval-iters'),
-        'eval_interval': _value('eval-interval'),
-        'tail_shots': _value('foml-tail'),
-    }
+def task_shape():
+    """The tasks of the run (settings.TaskShape)."""
+    return TaskShape(classes=_value('classes'), shots=_value('shots'),
+                     replacement=_value('replacement'))
 
 
-def evaluate_kwargs():
-    """Keyword arguments of eval.evaluate()."""
-    return {
-        'num_classes': _value('classes'),
-        'num_shots': _value('shots'),
-        'eval_inner_batch_size': _value('eval-batch'),
-        'eval_inner_iters': _value('eval-iters'),
-        'replacement': _value('replacement'),
-        'num_samples': _value('eval-samples'),
-        'tasks_per_batch': _value('eval-tasks-batch') or None,
-    }
+def training():
+    """Meta-training settings (settings.Training)."""
+    return Training(
+        train_shots=_value('train-shots') or _value('shots'), inner_batch=_value('inner-batch'),
+        inner_iters=_value('inner-iters'), meta_step=_value('meta-step'),
+        meta_step_final=_value('meta-step-final'), meta_batch=_value('meta-batch'),
+        meta_iters=_value('meta-iters'), eval_interval=_value('eval-interval'),
+        tail_shots=_value('foml-tail'))
+
+
+def evaluation_settings():
+    """Evaluation settings (settings.Evaluation)."""
+    return Evaluation(inner_batch=_value('eval-batch'), inner_iters=_value('eval-iters'),
+                      transductive=_value('transductive'), samples=_value('eval-samples'),
+                      tasks_per_batch=_value('eval-tasks-batch'))

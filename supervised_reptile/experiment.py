@@ -23,20 +23,23 @@ import tensorflow as tf
 import supervised_reptile
 
 from . import args, checkpoints, pretrain, published, results
-from .eval import evaluate
 from .errors import UserError
+from .evaluation import Evaluator
 from .train import check_task_sizes, train
 
 
 class Run:
-    """One invocation of a run script: its preset and flags, its tf.distribute strategy, its
-    clock, its record files."""
+    """One invocation of a run script: its flags (resolved: cli.run applied the preset) and the
+    settings built from them, its tf.distribute strategy, its clock, its record files."""
 
     def __init__(self, dataset):
         self.dataset = dataset
-        self.preset = args.apply_preset(dataset)
         self.strategy = args.build_strategy()
         self.flags = args.flag_values()
+        self.preset = self.flags['preset']
+        self.shape = args.task_shape()
+        self.training = args.training()
+        self.evaluation = args.evaluation_settings()
         self.directory = self.flags['checkpoint']
         self.pretrained = self.flags['pretrained']
         self.config_name, self.results_name = results.file_names(self.pretrained)
@@ -45,19 +48,22 @@ class Run:
         self._checkpoint = None
         self._backbone = None  # what a fresh training run starts from (pretrain.py)
 
-    def train_or_restore(self, reptile, train_set, test_set, rng):
+    def evaluator(self, reptile):
+        """The evaluator of reptile with the run's evaluation settings; with several replicas,
+        evaluation tasks are shared out over them."""
+        return Evaluator(reptile, self.evaluation, self.strategy)
+
+    def train_or_restore(self, reptile, evaluator, train_set, test_set, rng):
         """Restore the newest checkpoint when pretrained, otherwise meta-train into the checkpoint
-        directory; record the configuration either way."""
+        directory (logging evaluations by evaluator); record the configuration either way."""
         if self.pretrained:
             self._checkpoint = checkpoints.restore_latest(reptile, self.directory)
             print('Restoring from checkpoint %s ...' % self._checkpoint)
             self._write_config()
             return
-        train_kwargs = args.train_kwargs()
         # Refuse before the configuration is written: a refused run must neither leave a
         # directory behind nor overwrite the record of the run already in it.
-        check_task_sizes(train_set, test_set, train_kwargs['num_classes'],
-                         train_kwargs['num_shots'], train_kwargs['train_shots'])
+        check_task_sizes(train_set, test_set, self.shape, self.training)
         recorded = self._resumable_config()
         if recorded is None:
             self._backbone = pretrain.prepare_backbone(reptile, train_set, self.directory,
@@ -66,8 +72,8 @@ class Run:
         else:
             self._record_resumption(recorded)
         print('Training...')
-        self._training_seconds = train(reptile, train_set, test_set, self.directory, rng,
-                                       **train_kwargs)
+        self._training_seconds = train(reptile, evaluator, train_set, test_set, self.directory,
+                                       rng, self.shape, self.training)
         self._checkpoint = checkpoints.latest(self.directory)
 
     def _resumable_config(self):
@@ -97,14 +103,14 @@ class Run:
         resumptions.append({'command': sys.argv, 'started': _now()})
         results.write(self.directory, self.config_name, recorded)
 
-    def evaluate(self, reptile, rng, named_sets):
+    def evaluate(self, evaluator, rng, named_sets):
         """Evaluate on each (name, classes) pair, print '<name> accuracy: ...' lines and write
         the results file."""
         print('Evaluating...')
         started = time.monotonic()
         accuracies = {}
         for name, classes in named_sets:
-            accuracy = evaluate(reptile, classes, rng, name=name.lower(), **args.evaluate_kwargs())
+            accuracy = evaluator.accuracy(classes, self.shape, rng, name=name.lower())
             print('%s accuracy: %s' % (name, accuracy))
             accuracies[name.lower()] = accuracy
         self._write_results(accuracies, time.monotonic() - started)

@@ -21,9 +21,14 @@ class BatchStatsNormalization(keras.layers.BatchNormalization):
     """
 
     def call(self, inputs, training=None, mask=None):
-        outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(inputs, self.gamma, self.beta,
-                                                         epsilon=self.epsilon, is_training=True)
-        return outputs
+        return batch_statistics_normalization(inputs, self.gamma, self.beta, self.epsilon)
+
+
+def batch_statistics_normalization(inputs, gamma, beta, epsilon):
+    """Batch normalization of inputs [batch, height, width, channels] with the batch's own
+    per-channel statistics: the fused kernel in training mode."""
+    return tf.compat.v1.nn.fused_batch_norm(inputs, gamma, beta, epsilon=epsilon,
+                                            is_training=True)[0]
 
 
 def _classifier(name, input_shape, blocks, num_classes):
@@ -49,33 +54,3 @@ def miniimagenet_model(num_classes):
                keras.layers.MaxPooling2D(2, strides=2, padding='same'),
                keras.layers.ReLU()] for _ in range(NUM_BLOCKS)]
     return _classifier('miniimagenet', (84, 84, 3), blocks, num_classes)
-
-
-class FusedAdam(keras.optimizers.Adam):
-    """Keras' Adam, updating each variable with TensorFlow's fused Adam kernel.
-
-    ResourceApplyAdam is the op TF1's AdamOptimizer ran, so the reference's arithmetic; it is
-    one op per variable where Keras' update is about thirty, and with the reference's tiny
-    batches those ops, not the convolutions, are most of an inner step's cost.
-    """
-
-    def update_step(self, gradient, variable, learning_rate):
-        dtype = variable.dtype
-        step = tf.cast(self.iterations + 1, dtype)
-        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
-        index = self._get_variable_index(variable)
-        tf.raw_ops.ResourceApplyAdam(
-            var=variable.handle, m=self._momentums[index].handle,
-            v=self._velocities[index].handle, beta1_power=tf.pow(beta_1, step),
-            beta2_power=tf.pow(beta_2, step), lr=tf.cast(learning_rate, dtype), beta1=beta_1,
-            beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype), grad=gradient)
-
-
-def adam(learning_rate):
-    """The reference's Adam: no momentum (beta1 = 0), beta2 = 0.999, epsilon 1e-8 (TF1's)."""
-    return FusedAdam(learning_rate, beta_1=0.0, beta_2=0.999, epsilon=1e-8)
-
-
-def sgd(learning_rate):
-    """Plain gradient descent, for --sgd."""
-    return keras.optimizers.SGD(learning_rate)

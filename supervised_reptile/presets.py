@@ -60,8 +60,7 @@ def _transductive(values):
     return dict(values, transductive=True)
 
 
-# The reference README's commands (reference-behaviour.md 11.1), which are the final version's
-# Appendix A.
+# The reference README's commands, which are the final version's Appendix A.
 _O15 = _flags(1, 5, 10, 10, 5, 0.001, 1, 5, 100000, 5, 50)
 _O55 = _flags(5, 5, 10, 10, 5, 0.001, 1, 5, 100000, 5, 50)
 _O120 = _flags(1, 20, 10, 20, 10, 0.0005, 1, 5, 200000, 10, 50)

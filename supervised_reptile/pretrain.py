@@ -4,9 +4,13 @@ Pre-training the backbone as a plain classifier over every training class, befor
 Reptile spends most of its compute learning generic image features; the 2022 review (section
 6.5) warm-starts it from a classifier of all training classes instead. The classifier here is
 the meta-learner's own architecture with a head over every training class (Omniglot: the 4,800
-rotated characters; Mini-ImageNet: the 64 classes), trained with mini-batch AdamW on the mean
-cross-entropy. The same few images of every class are held out; their loss is measured every
-eval_interval steps, and training stops once it has not improved for `patience` measurements,
+rotated characters; Mini-ImageNet: the 64 classes), trained with mini-batch AdamW through the
+inner loop of inner_loop.py: Adam (beta1 0.9, beta2 0.999, epsilon 1e-7, as Keras' AdamW) on the
+summed cross-entropy, the weights shrunk by learning rate x weight decay before each step. That is
+AdamW's decoupled weight decay, but for the gradient being taken at the shrunk weights (the inner
+loop's order, the reference's), a difference of the order of learning rate x weight decay. The
+same few images of every class are held out; their loss is measured every eval_interval steps,
+and training stops once it has not improved for `patience` measurements,
 keeping the weights of the best one. Meta-training then starts from those blocks with its own,
 freshly initialized N-way head.
 
@@ -19,14 +23,14 @@ from dataclasses import asdict, dataclass
 import os
 import time
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from . import backbone
 from .errors import UserError
 from .progress import Progress
-from .reptile import gather_images
+from .inner_loop import Adam, InnerLoop, InnerState, gather_images
+from .networks import TaskNetwork
 
 LOG_DIR = 'pretrain'
 # Pre-training draws from its own generator, so the tasks meta-training samples afterwards are
@@ -117,8 +121,7 @@ def train_classifier(classifier, classes, settings, log_dir, log_fn=print):
     rng = np.random.default_rng((settings.seed, _RNG_STREAM))
     training, held_out = holdout_split(classes, settings.holdout_per_class, rng)
     held_out_batches = _whole_batches(held_out, settings.batch_size, rng)
-    steps = ClassifierSteps(classifier, keras.optimizers.AdamW(
-        settings.learning_rate, weight_decay=settings.weight_decay), classes.images)
+    steps = ClassifierSteps(classifier, settings, classes.images)
     writers = {name: tf.summary.create_file_writer(os.path.join(log_dir, name))
                for name in ('train', 'holdout')}
     best = BestWeights()
@@ -147,14 +150,18 @@ def train_classifier(classifier, classes, settings, log_dir, log_fn=print):
 
 
 class ClassifierSteps:
-    """A classifier's compiled training steps and held-out measurement, on one image array kept
-    on the device (uint8, gathered and scaled inside the graph as in reptile.py)."""
+    """A classifier's compiled training steps (AdamW, see the module's docstring) and held-out
+    measurement, on one image array kept on the device (uint8, gathered and scaled inside the
+    graph)."""
 
-    def __init__(self, model, optimizer, images):
+    def __init__(self, model, settings, images):
         self.model = model
-        self.optimizer = optimizer
+        self.network = TaskNetwork(model)
+        rule = Adam(settings.learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
+        self.inner_loop = InnerLoop(self.network, rule,
+                                    weight_decay=1 - settings.learning_rate * settings.weight_decay)
+        self.state = InnerState(rule, 1, self.network.shapes)
         self.images = tf.constant(images)
-        optimizer.build(model.trainable_variables)
         # Unknown leading sizes: the last chunk of steps may be shorter, without a retrace.
         batches = [tf.TensorSpec([None, None], tf.int32)] * 2
         self._train = tf.function(self._train_graph, input_signature=batches)
@@ -171,12 +178,14 @@ class ClassifierSteps:
 
     def _train_graph(self, indices, labels):
         totals = tf.zeros(2)
-        variables = self.model.trainable_variables
+        for variable, value in zip(self.state.weights, self.network.read()):
+            variable.assign(value[None])
         for step in tf.range(tf.shape(indices)[0]):
-            with tf.GradientTape() as tape:
-                loss, correct = self._loss_and_correct(indices[step], labels[step])
-            self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-            totals += tf.stack([loss, correct])
+            losses, logits = self.inner_loop.step(
+                self.state, gather_images(self.images, indices[step])[None], labels[step][None])
+            totals += tf.stack([losses[0] / tf.cast(tf.shape(labels)[1], tf.float32),
+                                _fraction_right(logits[0], labels[step])])
+        self.network.assign([weights[0] for weights in self.state.read_weights()])
         return _means(totals, indices)
 
     def _evaluate_graph(self, indices, labels):
@@ -189,8 +198,7 @@ class ClassifierSteps:
         """Mean cross-entropy of a batch, and the fraction of it predicted right."""
         logits = self.model(gather_images(self.images, indices), training=True)
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
-        right = tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels)
-        return loss, tf.reduce_mean(tf.cast(right, tf.float32))
+        return loss, _fraction_right(logits, labels)
 
 
 class BestWeights:
@@ -243,6 +251,11 @@ def _log_scalars(writers, step, **metrics):
             tf.summary.scalar('loss', loss, step=step)
             tf.summary.scalar('accuracy', accuracy, step=step)
         writers[name].flush()
+
+
+def _fraction_right(logits, labels):
+    right = tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels)
+    return tf.reduce_mean(tf.cast(right, tf.float32))
 
 
 def _means(totals, indices):

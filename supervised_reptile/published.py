@@ -7,8 +7,8 @@ code base, and the review's pre-training rows need a procedure this port does no
 
 Accuracies are percentages of test-class tasks. A published "+/-" is kept as the half-width of an
 interval: the Reptile paper's is the standard deviation over three seeds; the review gives none.
-The final version's numbers are those transcribed in docs/paper-tables.md; the transcription
-(reference-behaviour.md, section 12) says they were recalled, not checked against the PDF.
+The final version's numbers were transcribed from memory of the paper, not checked against
+its PDF.
 """
 
 from dataclasses import dataclass

@@ -92,6 +92,8 @@ def mini_batches(num_samples, batch_size, num_batches, replacement, rng):
     batch_size exceeds num_samples it holds some samples more than once. With replacement, each
     batch is an independent draw of distinct samples.
     """
+    if num_batches == 0:  # first-order MAML's tail can be the whole task
+        return np.zeros((0, batch_size), np.int64)
     if replacement:
         if batch_size > num_samples:
             raise UserError('a mini-batch of %d drawn with --replacement needs at least that many '

@@ -16,9 +16,8 @@ import time
 
 import tensorflow as tf
 
-from . import batched_eval, checkpoints, sampling
+from . import checkpoints, sampling
 from .errors import UserError
-from .eval import sample_task
 from .progress import Progress
 from .summaries import ScalarWriter
 
@@ -29,58 +28,48 @@ class TrainingDiverged(UserError):
     """The loss or the weights became NaN or infinite; nothing after the last checkpoint is kept."""
 
 
-def annealed_meta_step_size(step, meta_iters, initial, final):
-    """The meta step size at a step: linear from initial at step 0 towards final at meta_iters."""
-    frac_done = step / meta_iters
-    return frac_done * final + (1 - frac_done) * initial
-
-
-def check_task_sizes(train_set, test_set, num_classes, num_shots, train_shots):
+def check_task_sizes(train_set, test_set, shape, training):
     """Raise a UserError if the tasks are larger than the data allows."""
-    train_set.check_task_size(num_classes, train_shots, 'training')
+    train_set.check_task_size(shape.classes, training.train_shots, 'training')
     for classes, name in ((train_set, 'training'), (test_set, 'test')):
-        classes.check_task_size(num_classes, num_shots + 1, name)
+        classes.check_task_size(shape.classes, shape.shots + 1, name)
 
 
-# pylint: disable=too-many-arguments,too-many-locals
-def train(reptile, train_set, test_set, save_dir, rng, num_classes=5, num_shots=5,
-          train_shots=None, inner_batch_size=5, inner_iters=20, replacement=False,
-          meta_step_size=0.1, meta_step_size_final=0.1, meta_batch_size=1, meta_iters=400000,
-          eval_inner_batch_size=5, eval_inner_iters=50, eval_interval=10, tail_shots=None,
-          log_fn=print):
-    """Meta-train reptile on train_set, logging evaluations on train_set and test_set, from
-    scratch or from the newest checkpoint in save_dir; return the seconds spent training over
-    all the sessions of the run."""
-    train_shots = train_shots or num_shots
-    check_task_sizes(train_set, test_set, num_classes, num_shots, train_shots)
+def sample_meta_batch(classes, shape, training, rng):
+    """The training tasks of one meta-step, stacked (a sampling.TrainingTask of arrays)."""
+    return sampling.stack_tasks([
+        sampling.training_task(classes, shape.classes, training.train_shots,
+                               training.inner_batch, training.inner_iters, shape.replacement,
+                               rng, training.tail_shots)
+        for _ in range(training.meta_batch)])
+
+
+def train(reptile, evaluator, train_set, test_set, save_dir, rng, shape, training, log_fn=print):
+    """Meta-train reptile on train_set with tasks of shape (settings.TaskShape) and settings
+    training (settings.Training), logging evaluations by evaluator on train_set and test_set,
+    from scratch or from the newest checkpoint in save_dir; return the seconds spent training
+    over all the sessions of the run."""
+    check_task_sizes(train_set, test_set, shape, training)
     os.makedirs(save_dir, exist_ok=True)
     state = checkpoints.TrainingState(reptile, rng, save_dir)
-    first_step, seconds_before = _resume(state, meta_iters, log_fn)
+    first_step, seconds_before = _resume(state, training.meta_iters, log_fn)
     train_images = tf.constant(train_set.images)
     logged_sets = [(train_set, ScalarWriter(os.path.join(save_dir, 'train'))),
                    (test_set, ScalarWriter(os.path.join(save_dir, 'test')))]
-    eval_kwargs = dict(num_classes=num_classes, num_shots=num_shots,
-                       eval_inner_batch_size=eval_inner_batch_size,
-                       eval_inner_iters=eval_inner_iters, replacement=replacement)
-    progress = Progress(meta_iters, done=first_step)
+    progress = Progress(training.meta_iters, done=first_step)
     started = time.monotonic()
-    for i in range(first_step, meta_iters):
-        meta_batch = sampling.stack_tasks([
-            sampling.training_task(train_set, num_classes, train_shots, inner_batch_size,
-                                   inner_iters, replacement, rng, tail_shots)
-            for _ in range(meta_batch_size)])
-        loss, finite = reptile.train_step(
-            train_images, meta_batch,
-            annealed_meta_step_size(i, meta_iters, meta_step_size, meta_step_size_final))
+    for i in range(first_step, training.meta_iters):
+        meta_batch = sample_meta_batch(train_set, shape, training, rng)
+        loss, finite = reptile.train_step(train_images, meta_batch, training.meta_step_size(i))
         if not (finite and math.isfinite(loss)):
             raise TrainingDiverged(_divergence_message(i, loss, finite, state))
         progress.advance()
-        if i % eval_interval == 0:
-            train_accuracy, test_accuracy = _evaluate_and_log(reptile, logged_sets, i, rng,
-                                                              eval_kwargs)
+        if i % training.eval_interval == 0:
+            train_accuracy, test_accuracy = _evaluate_and_log(evaluator, logged_sets, i, rng,
+                                                              shape)
             logged_sets[0][1].scalars(i, loss=loss)
             log_fn('batch %d: train=%f test=%f' % (i, train_accuracy, test_accuracy))
-        if i % CHECKPOINT_INTERVAL == 0 or i == meta_iters - 1:
+        if i % CHECKPOINT_INTERVAL == 0 or i == training.meta_iters - 1:
             path = state.save(i, seconds_before + time.monotonic() - started)
             log_fn('checkpoint %s (%s)' % (path, progress.describe('steps')))
     return seconds_before + time.monotonic() - started
@@ -110,14 +99,13 @@ def _divergence_message(step, loss, finite, state):
             % (step, problem, kept))
 
 
-def _evaluate_and_log(reptile, logged_sets, step, rng, eval_kwargs):
+def _evaluate_and_log(evaluator, logged_sets, step, rng, shape):
     """The accuracy on one sampled task of each logged set, each also written to its set's
     TensorBoard writer as 'accuracy' at step. The tasks are drawn in the sets' order, then
-    fine-tuned together (batched_eval)."""
-    jobs = [(classes.images, sample_task(classes, rng, **eval_kwargs))
+    fine-tuned side by side."""
+    jobs = [(classes.images, evaluator.sample_task(classes, shape, rng))
             for classes, _ in logged_sets]
-    accuracies = [correct / eval_kwargs['num_classes']
-                  for correct in batched_eval.evaluate(reptile, jobs)]
+    accuracies = [correct / shape.classes for correct in evaluator.count_correct(jobs)]
     for (_, writer), accuracy in zip(logged_sets, accuracies):
         writer.scalars(step, accuracy=accuracy)
     return accuracies

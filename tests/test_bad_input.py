@@ -34,7 +34,7 @@ BAD_FLAGS = [
 def test_bad_flags_are_one_line_with_exit_code_2(command, message, capsys):
     args.FLAGS.unparse_flags()
     with pytest.raises(SystemExit) as exited:
-        cli.parse_flags(['run_omniglot.py'] + command.split())
+        cli.parse_flags(['run_omniglot.py'] + command.split(), args.resolver('omniglot'))
     assert exited.value.code == 2
     error = capsys.readouterr().err
     assert error.count('\n') == 1 and error.startswith('error: ') and message in error

@@ -1,12 +1,16 @@
 """run_omniglot.py: the reference's command lines, its output, and one-line errors."""
 
+import os
 import shlex
+import subprocess
+import sys
 
 import pytest
 
 from supervised_reptile import args
+from supervised_reptile.settings import Evaluation, TaskShape, Training
 
-from conftest import run_script, write_omniglot_tree
+from conftest import REPO_DIR, run_script, write_omniglot_tree
 
 # The reference README's Omniglot commands (paper rows 1, 5-8, then two of the
 # gradient-combination runs), verbatim.
@@ -36,35 +40,48 @@ README_COMMANDS = [
 
 
 def parse(command):
+    """The settings a run script builds from a command line."""
     args.FLAGS.unparse_flags()
     args.FLAGS(['run_omniglot.py'] + shlex.split(command))
-    return args.train_kwargs(), args.evaluate_kwargs()
+    args.resolve('omniglot')
+    return args.task_shape(), args.training(), args.evaluation_settings()
 
 
 def test_readme_row_1_means_what_the_reference_means():
-    train, evaluate = parse(README_COMMANDS[0])
-    assert train == dict(num_classes=5, num_shots=1, train_shots=10, inner_batch_size=10,
-                         inner_iters=5, replacement=False, meta_step_size=1.0,
-                         meta_step_size_final=0.0, meta_batch_size=5, meta_iters=100000,
-                         eval_inner_batch_size=5, eval_inner_iters=50, eval_interval=10,
-                         tail_shots=None)
-    assert evaluate == dict(num_classes=5, num_shots=1, eval_inner_batch_size=5,
-                            eval_inner_iters=50, replacement=False, num_samples=10000,
-                            tasks_per_batch=None)
-    assert args.FLAGS.transductive and args.FLAGS.checkpoint == 'ckpt_o15t'
+    shape, training, evaluation = parse(README_COMMANDS[0])
+    assert shape == TaskShape(classes=5, shots=1, replacement=False)
+    assert training == Training(train_shots=10, inner_batch=10, inner_iters=5, meta_step=1.0,
+                                meta_step_final=0.0, meta_batch=5, meta_iters=100000,
+                                eval_interval=10, tail_shots=None)
+    assert evaluation == Evaluation(inner_batch=5, inner_iters=50, transductive=True,
+                                    samples=10000, tasks_per_batch=0)
+    assert args.FLAGS.checkpoint == 'ckpt_o15t'
+
+
+def test_readme_row_1_is_preset_o15t():
+    assert parse(README_COMMANDS[0]) == parse('--preset o15t')
 
 
 @pytest.mark.parametrize('command', README_COMMANDS)
 def test_every_readme_command_parses(command):
-    train, _ = parse(command)
+    _, training, _ = parse(command)
     values = shlex.split(command)
-    assert train['inner_batch_size'] == int(values[values.index('--inner-batch') + 1])
-    assert train['meta_iters'] == int(values[values.index('--meta-iters') + 1])
+    assert training.inner_batch == int(values[values.index('--inner-batch') + 1])
+    assert training.meta_iters == int(values[values.index('--meta-iters') + 1])
 
 
 def test_train_shots_zero_means_shots():
-    train, _ = parse('--shots 3')
-    assert train['train_shots'] == 3
+    _, training, _ = parse('--shots 3')
+    assert training.train_shots == 3
+
+
+def test_meta_step_anneals_linearly_and_never_reaches_the_final_value():
+    annealed = Training(meta_step=1.0, meta_step_final=0.0, meta_iters=100000)
+    assert annealed.meta_step_size(0) == 1.0
+    assert annealed.meta_step_size(50000) == pytest.approx(0.5)
+    assert annealed.meta_step_size(99999) == pytest.approx(1e-5)
+    assert Training(meta_step=0.1, meta_step_final=0.1, meta_iters=10).meta_step_size(7) == \
+        pytest.approx(0.1)
 
 
 def test_help_lists_every_flag_with_its_default(tmp_path):
@@ -123,3 +140,26 @@ def test_short_run_trains_checkpoints_and_evaluates(workdir):
                              '--checkpoint', 'ckpt')
     assert wrong_model.returncode == 2
     assert 'does not fit this model' in one_line_error(wrong_model)
+
+
+@pytest.mark.parametrize('replacement', [[], ['--replacement']], ids=['epochs', 'replacement'])
+def test_foml_tail_may_be_the_whole_task_with_one_inner_iteration(workdir, replacement):
+    # The reference runs this: the tail is the only mini-batch, and no head batch is drawn.
+    result = run_script(workdir, '--foml', '--foml-tail', '2', '--train-shots', '2', '--shots',
+                        '1', '--inner-iters', '1', '--meta-iters', '2', '--eval-iters', '1',
+                        '--eval-samples', '2', '--checkpoint', 'tail%d' % len(replacement),
+                        *replacement)
+    assert result.returncode == 0, result.stderr
+    assert 'Test accuracy: ' in result.stdout
+
+
+def test_start_up_prints_no_cuda_notices_and_keeps_full_float32():
+    env = {name: value for name, value in os.environ.items() if name != 'TF_CPP_MIN_LOG_LEVEL'}
+    result = subprocess.run(
+        [sys.executable, '-c', 'from supervised_reptile import cli; '
+         'print(cli.tf.config.experimental.tensor_float_32_execution_enabled()); '
+         'cli.tf.constant(1.0) + 1'],
+        cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == 'False'
+    assert result.stderr == ''

@@ -1,6 +1,13 @@
 """The FLOP counts of the benchmark, against counts by hand."""
 
-from supervised_reptile import flops, models
+import sys
+
+from supervised_reptile import models
+
+from conftest import REPO_DIR
+
+sys.path.insert(0, str(REPO_DIR / 'benchmarks'))
+import flops  # pylint: disable=wrong-import-position,wrong-import-order
 
 # Omniglot, per image: output pixels x output channels x 3x3 x input channels x 2.
 OMNIGLOT_CONVS = [14 * 14 * 64 * 9 * 1 * 2, 7 * 7 * 64 * 9 * 64 * 2, 4 * 4 * 64 * 9 * 64 * 2,

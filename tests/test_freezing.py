@@ -8,37 +8,47 @@ import pytest
 import tensorflow as tf
 
 from supervised_reptile import args, backbone, models, sampling
-from supervised_reptile.reptile import FOML, Reptile, gather_images
+from supervised_reptile.errors import UserError
+from supervised_reptile.evaluation import Evaluator
+from supervised_reptile.inner_loop import SGD, Adam, gather_images
+from supervised_reptile.reptile import FOML, Reptile
+from supervised_reptile.settings import Evaluation
 
 from conftest import random_classes
 
 CLASSES = random_classes(12, 8, seed=3)
 IMAGES = tf.constant(CLASSES.images)
+EVALUATION = Evaluation(inner_batch=4, inner_iters=5, transductive=True)
 
 
-def frozen_reptile(blocks, eval_blocks=None, algorithm=Reptile, optimizer=None, decay=1.0,
-                   transductive=False):
+def frozen_reptile(blocks, eval_blocks=None, algorithm=Reptile, rule=None, decay=1.0):
     keras.utils.set_random_seed(1)
     model = models.omniglot_model(3)
     backbone.freeze(model, blocks)
     frozen_in_evaluation = backbone.block_variables(
         model, blocks if eval_blocks is None else eval_blocks)
-    return algorithm(model, optimizer or models.adam(0.01), transductive=transductive,
-                     weight_decay_rate=decay, frozen_in_evaluation=frozen_in_evaluation)
+    return algorithm(model, rule or Adam(0.01), weight_decay=decay,
+                     frozen_in_evaluation=frozen_in_evaluation)
 
 
-def meta_batch(seed=0):
+def meta_batch(seed=0, iters=3):
     rng = np.random.default_rng(seed)
-    return sampling.stack_tasks([sampling.training_task(CLASSES, 3, 4, 6, 3, False, rng)
+    return sampling.stack_tasks([sampling.training_task(CLASSES, 3, 4, 6, iters, False, rng)
                                  for _ in range(2)])
 
 
-def evaluation_task():
-    return sampling.evaluation_task(CLASSES, 3, 2, 4, 5, False, np.random.default_rng(0))
+def evaluation_job():
+    return CLASSES.images, sampling.evaluation_task(
+        CLASSES, 3, 2, EVALUATION.inner_batch, EVALUATION.inner_iters, False,
+        np.random.default_rng(0))
 
 
 def values(variables):
     return [v.numpy().copy() for v in variables]
+
+
+def ids(variables):
+    return {id(v) for v in variables}
 
 
 @pytest.mark.parametrize('algorithm', [Reptile, FOML])
@@ -50,7 +60,7 @@ def test_frozen_blocks_stay_bit_for_bit_unchanged_while_the_rest_trains(algorith
     kernels_before = values(kernels)
     for seed in range(2):
         reptile.train_step(IMAGES, meta_batch(seed), 0.5)
-    reptile.evaluate(IMAGES, evaluation_task())
+    Evaluator(reptile, EVALUATION).count_correct([evaluation_job()])
     for before, variable in zip(frozen_before, frozen):
         np.testing.assert_array_equal(before, variable.numpy())
     assert len(kernels) == 3  # two unfrozen conv blocks and the head
@@ -60,44 +70,82 @@ def test_frozen_blocks_stay_bit_for_bit_unchanged_while_the_rest_trains(algorith
 
 def test_meta_training_and_evaluation_train_no_frozen_variable():
     reptile = frozen_reptile(1, eval_blocks=3)
-    in_block = {k: {id(v) for v in backbone.block_variables(reptile.model, k)} for k in (1, 3)}
-    meta_trained = {id(v) for v in reptile.meta_trained_variables}
-    fine_tuned = {id(v) for v in reptile.fine_tuned_variables}
+    in_block = {k: ids(backbone.block_variables(reptile.model, k)) for k in (1, 3)}
+    meta_trained = ids(reptile.meta_trained_variables)
+    fine_tuned = ids(reptile.fine_tuned_variables)
     assert not meta_trained & in_block[1] and not fine_tuned & in_block[3]
     assert fine_tuned < meta_trained
     # Blocks 2-3 are meta-trained, only the last block and the head are fine-tuned.
     assert len(meta_trained) == 14 and len(fine_tuned) == 6
 
 
+def test_the_inner_loops_hold_only_the_variables_they_train():
+    reptile = frozen_reptile(1, eval_blocks=3)
+    assert ids(reptile.network.variables) == ids(reptile.meta_trained_variables)
+    assert reptile.network.shapes == [tuple(v.shape) for v in reptile.meta_trained_variables]
+    evaluator = Evaluator(reptile, EVALUATION)
+    assert ids(evaluator.network.variables) == ids(reptile.fine_tuned_variables)
+
+
+def test_frozen_variables_stay_off_the_gradient_tapes(monkeypatch):
+    """No tape of meta-training or evaluation watches a variable frozen in it, so none builds a
+    backward pass through the frozen blocks (the trained weights are watched as tensors)."""
+    tapes = []
+
+    class RecordedTape(tf.GradientTape):
+        def __exit__(self, *exception):
+            tapes.append(self)
+            return super().__exit__(*exception)
+
+    def watched_in_blocks(count):
+        """The variables of the first count blocks that the tapes made since the last call
+        watched, by name."""
+        in_blocks = ids(v.value for v in backbone.block_variables(reptile.model, count))
+        watched = [v.name for tape in tapes for v in tape.watched_variables()
+                   if id(v) in in_blocks]
+        tapes.clear()
+        return watched
+
+    monkeypatch.setattr(tf, 'GradientTape', RecordedTape)
+    reptile = frozen_reptile(2, eval_blocks=3)
+    reptile.train_step(IMAGES, meta_batch(), 0.5)
+    assert tapes and watched_in_blocks(2) == []
+    Evaluator(reptile, EVALUATION).count_correct([evaluation_job()])
+    assert tapes and watched_in_blocks(3) == []
+
+
 def test_adam_holds_no_state_for_frozen_variables():
     reptile = frozen_reptile(2)
-    slots = reptile.optimizer.variables
-    # One momentum and one velocity per trained variable, the step count and the learning rate.
-    assert len(slots) == 2 * len(reptile.meta_trained_variables) + 2
+    slots = reptile.optimizer.slots
+    # A momentum and a velocity for each trained variable, of its shape.
+    assert [[tuple(slot.shape) for slot in pair] for pair in slots] == [
+        [(1, *v.shape)] * 2 for v in reptile.meta_trained_variables]
     first_kernel = backbone.blocks(reptile.model)[0][0].kernel
-    assert tuple(first_kernel.shape) not in [tuple(slot.shape) for slot in slots]
-    reptile.train_step(IMAGES, meta_batch(), 0.5)
-    assert len(reptile.optimizer.variables) == len(slots)
+    assert (1, *first_kernel.shape) not in [tuple(slot.shape) for pair in slots for slot in pair]
 
 
-def gradient_ops(reptile, op_type):
-    """How many ops of op_type the compiled meta-step holds, loop bodies included."""
-    batch = meta_batch()
-    graph = reptile._train_step.get_concrete_function(  # pylint: disable=protected-access
-        IMAGES, batch.head_indices, batch.head_labels, batch.last_indices, batch.last_labels,
-        tf.constant(0.5)).graph.as_graph_def()
-    nodes = list(graph.node) + [node for function in graph.library.function
-                                for node in function.node_def]
-    return sum(node.op == op_type for node in nodes)
+def test_with_every_block_frozen_a_meta_step_trains_the_head_alone():
+    """One inner SGD step: the head moves by the gradient of its own loss on the frozen
+    features, and nothing else moves."""
+    reptile = frozen_reptile(4, rule=SGD(0.01))
+    head = reptile.model.get_layer('logits')
+    assert ids(reptile.meta_trained_variables) == ids(head.variables)
+    blocks_before = values(backbone.block_variables(reptile.model, 4))
+    batch = meta_batch(iters=1)
+    gradients = []
+    for indices, labels in zip(batch.last_indices, batch.last_labels):
+        with tf.GradientTape() as tape:
+            logits = reptile.model(gather_images(IMAGES, indices), training=True)
+            loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+        gradients.append(values(tape.gradient(loss, head.variables)))
+    expected = [v - 0.01 * np.mean(g, axis=0)
+                for v, g in zip(values(head.variables), zip(*gradients))]
 
-
-def test_frozen_blocks_cost_no_gradient_computation():
-    # The meta-step takes inner steps in two places (the loop, the last step); each backpropagates
-    # through every trained block and no frozen one.
-    for blocks in (0, 2, 4):
-        reptile = frozen_reptile(blocks)
-        for op_type in ('Conv2DBackpropFilter', 'FusedBatchNormGradV3'):
-            assert gradient_ops(reptile, op_type) == 2 * (4 - blocks)
+    reptile.train_step(IMAGES, batch, 1.0)
+    for got, want in zip(values(head.variables), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    for before, after in zip(blocks_before, values(backbone.block_variables(reptile.model, 4))):
+        np.testing.assert_array_equal(before, after)
 
 
 def eager_fine_tune(model, optimizer, task, trained):
@@ -111,31 +159,29 @@ def eager_fine_tune(model, optimizer, task, trained):
     return model(gather_images(IMAGES, task.query_indices), training=True).numpy()
 
 
-def smooth_adam():
-    # A large epsilon keeps compiled and eager steps comparable (see test_reptile.smooth_adam).
-    return keras.optimizers.Adam(0.01, beta_1=0.0, beta_2=0.999, epsilon=0.1)
-
-
 def test_evaluation_only_freezing_fine_tunes_the_rest():
-    task = evaluation_task()
-    reptile = frozen_reptile(0, eval_blocks=2, optimizer=smooth_adam(), transductive=True)
-    got = reptile.query_logits(IMAGES, task)
-    twin = frozen_reptile(0, optimizer=smooth_adam()).model
+    # A large epsilon keeps compiled and eager steps comparable (see test_reptile.smooth_adam).
+    job = evaluation_job()
+    reptile = frozen_reptile(0, eval_blocks=2, rule=Adam(0.01, epsilon=0.1))
+    got = Evaluator(reptile, EVALUATION).query_logits([job], 1)[0]
+    twin = frozen_reptile(0).model
     trained = [v for v in twin.trainable_variables
-               if id(v) not in {id(f) for f in backbone.block_variables(twin, 2)}]
-    optimizer = smooth_adam()
+               if id(v) not in ids(backbone.block_variables(twin, 2))]
+    optimizer = keras.optimizers.Adam(0.01, beta_1=0.0, beta_2=0.999, epsilon=0.1)
     optimizer.build(twin.trainable_variables)
-    np.testing.assert_allclose(got, eager_fine_tune(twin, optimizer, task, trained),
+    np.testing.assert_allclose(got, eager_fine_tune(twin, optimizer, job[1], trained),
                                rtol=1e-4, atol=1e-5)
-    unfrozen = frozen_reptile(0, optimizer=smooth_adam(), transductive=True)
-    assert not np.allclose(got, unfrozen.query_logits(IMAGES, task))
+    unfrozen = frozen_reptile(0, rule=Adam(0.01, epsilon=0.1))
+    assert not np.allclose(got, Evaluator(unfrozen, EVALUATION).query_logits([job], 1)[0])
 
 
 @pytest.fixture
 def parse_flags():
+    """Parse run_omniglot.py's flags and resolve them as the run script does."""
     def parse(*argv):
         args.FLAGS.unparse_flags()
         args.FLAGS(['run_omniglot.py', *argv])
+        args.resolve('omniglot')
     yield parse
     args.FLAGS.unparse_flags()
 
@@ -151,11 +197,13 @@ def test_flags_build_reptile_with_frozen_blocks(parse_flags):
     assert len(args.build_reptile(models.omniglot_model(5)).fine_tuned_variables) == 6
 
 
-@pytest.mark.parametrize('argv, message', [
-    (['--freeze-blocks', '5'], 'freeze-blocks'),
-    (['--freeze-blocks', '2', '--freeze-eval-blocks', '1'], 'at least --freeze-blocks'),
-    (['--pretrain-iters', '10', '--pretrained-backbone', 'x'], 'drop it or --pretrain-iters'),
+@pytest.mark.parametrize('argv, error, message', [
+    (['--freeze-blocks', '5'], flags.IllegalFlagValueError, 'freeze-blocks'),
+    (['--freeze-blocks', '2', '--freeze-eval-blocks', '1'], UserError,
+     'at least --freeze-blocks'),
+    (['--pretrain-iters', '10', '--pretrained-backbone', 'x'], UserError,
+     'drop it or --pretrain-iters'),
 ])
-def test_inconsistent_flags_are_refused(parse_flags, argv, message):
-    with pytest.raises(flags.IllegalFlagValueError, match=message):
+def test_inconsistent_flags_are_refused(parse_flags, argv, error, message):
+    with pytest.raises(error, match=message):
         parse_flags(*argv)

@@ -1,8 +1,6 @@
 """The Keras models have the reference's architecture."""
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from supervised_reptile import models
 
@@ -53,20 +51,3 @@ def test_batch_norm_moving_averages_are_left_at_zero_and_one():
             assert np.all(layer.moving_mean.numpy() == 0)
             assert np.all(layer.moving_variance.numpy() == 1)
 
-
-def test_fused_adam_takes_the_same_steps_as_keras_adam():
-    rng = np.random.default_rng(0)
-    start = rng.normal(size=(3, 4)).astype(np.float32)
-    weights = {}
-    for name, optimizer in (('fused', models.adam(0.01)),
-                            ('keras', keras.optimizers.Adam(0.01, beta_1=0.0, beta_2=0.999,
-                                                            epsilon=1e-8))):
-        variable = tf.Variable(start)
-        optimizer.build([variable])
-        for step in range(5):
-            gradient = tf.constant(np.random.default_rng(step).normal(size=(3, 4)), tf.float32)
-            optimizer.apply_gradients([(gradient, variable)])
-        weights[name] = variable.numpy()
-        assert int(optimizer.iterations.numpy()) == 5
-    assert not np.allclose(weights['fused'], start)
-    np.testing.assert_allclose(weights['fused'], weights['keras'], rtol=1e-5, atol=1e-6)

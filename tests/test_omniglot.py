@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import random
 
 import numpy as np
 from PIL import Image
@@ -9,6 +10,7 @@ import pytest
 
 from supervised_reptile import omniglot
 from supervised_reptile.errors import UserError
+from supervised_reptile.sampling import ImageClasses
 
 from conftest import write_omniglot_tree
 
@@ -89,3 +91,23 @@ def test_split_is_a_seeded_shuffle_of_the_sorted_characters(tree):
     again, _ = omniglot.split_dataset(classes, seed=0, num_train=9)
     other, _ = omniglot.split_dataset(classes, seed=1, num_train=9)
     assert again.names == train.names and other.names != train.names
+
+
+def reference_split(names, seed, num_train=omniglot.NUM_TRAIN_CHARACTERS):
+    """The reference's split as its script does it: seed Python's global generator, then shuffle
+    the list of characters in their sorted order and cut it."""
+    random.seed(seed)
+    shuffled = list(names)
+    random.shuffle(shuffled)
+    return shuffled[:num_train], shuffled[num_train:]
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_split_is_the_reference_split_without_the_data(seed):
+    names = ['Alphabet%02d/character%02d' % (a, c) for a in range(50) for c in range(1, 34)][:1623]
+    classes = ImageClasses.from_arrays([np.full((1, 1, 1, 1), i % 256, np.uint8)
+                                        for i in range(len(names))], names)
+    train, test = omniglot.split_dataset(classes, seed)
+    expected_train, expected_test = reference_split(names, seed)
+    assert train.names == expected_train and test.names == expected_test
+    assert len(train) == 1200 and len(test) == 423

@@ -6,35 +6,63 @@ import socket
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from supervised_reptile import models, sampling
 from supervised_reptile.errors import UserError
-from supervised_reptile.parallel import ParallelMetaBatch
+from supervised_reptile.inner_loop import Adam
 from supervised_reptile.reptile import FOML, Reptile
 
-from conftest import REPO_DIR, write_omniglot_tree
-from test_reptile import IMAGES, smooth_adam, training_tasks, twin_models, weights
+from conftest import REPO_DIR, random_classes, write_omniglot_tree
+
+CLASSES = random_classes(12, 8, seed=3)
+IMAGES = tf.constant(CLASSES.images)
+
+
+def smooth_adam():
+    """The reference's Adam with a large epsilon (see test_evaluation.smooth_adam)."""
+    return Adam(0.01, epsilon=0.1)
+
+
+def twin_models():
+    """Two models with the same initial weights."""
+    keras.utils.set_random_seed(1)
+    model = models.omniglot_model(3)
+    twin = keras.models.clone_model(model)
+    twin.set_weights(model.get_weights())
+    return model, twin
+
+
+def training_tasks(count, seed=0):
+    """Tasks of 3 inner steps (2 head mini-batches and the last)."""
+    rng = np.random.default_rng(seed)
+    return [sampling.training_task(CLASSES, 3, 4, 6, 3, False, rng) for _ in range(count)]
+
+
+def state_variables(reptile):
+    """Weights, optimizer slots and step count."""
+    slots = [slot for variable_slots in reptile.optimizer.slots for slot in variable_slots]
+    return reptile.model.trainable_variables + slots + [reptile.optimizer.iterations]
 
 
 def state(reptile):
-    """Weights, optimizer slots and step count."""
-    return weights(reptile.model.trainable_variables + reptile.optimizer.variables)
+    return [v.numpy().copy() for v in state_variables(reptile)]
 
 
 def assert_close(actual, expected):
-    for a, e in zip(actual, expected):
+    for a, e in zip(actual, expected, strict=True):
         np.testing.assert_allclose(a, e, rtol=2e-5, atol=2e-6)
 
 
 @pytest.mark.parametrize('algorithm', [Reptile, FOML])
 def test_each_task_starts_from_the_shared_state_and_the_results_are_averaged(algorithm):
     model, twin = twin_models()
-    parallel = ParallelMetaBatch(algorithm(model, smooth_adam(), weight_decay_rate=0.99),
-                                 tf.distribute.get_strategy())
-    single = algorithm(twin, smooth_adam(), weight_decay_rate=0.99)
+    parallel = algorithm(model, smooth_adam(), weight_decay=0.99,
+                         parallel_strategy=tf.distribute.get_strategy())
+    single = algorithm(twin, smooth_adam(), weight_decay=0.99)
     warm_up = sampling.stack_tasks(training_tasks(1, seed=7))
     parallel.train_step(IMAGES, warm_up, 0.5)
     single.train_step(IMAGES, warm_up, 0.5)
@@ -44,35 +72,32 @@ def test_each_task_starts_from_the_shared_state_and_the_results_are_averaged(alg
     start = state(single)
     ends = []
     for task in tasks:  # each task alone with meta-step 1 ends at its own update
-        for variable, value in zip(twin.trainable_variables + single.optimizer.variables, start):
+        for variable, value in zip(state_variables(single), start):
             variable.assign(value)
         single.train_step(IMAGES, sampling.stack_tasks([task]), 1.0)
         ends.append(state(single))
     parallel.train_step(IMAGES, sampling.stack_tasks(tasks), 0.5)
 
     count = len(twin.trainable_variables)
-    old, mean = start[:count], [np.mean(pair, axis=0) for pair in zip(*(end[:count] for end in ends))]
+    old = start[:count]
+    mean = [np.mean(pair, axis=0) for pair in zip(*(end[:count] for end in ends))]
     # A single task's run with meta-step 1 ends at old + its update for both algorithms (Reptile:
     # the task's final weights; FOML: old plus its last step's displacement), so the mean update
     # taken with meta-step 0.5 lands half-way to the mean of the ends.
     expected = [o + 0.5 * (m - o) for o, m in zip(old, mean)]
-    slots = [np.mean(pair, axis=0) for pair in zip(*(end[count:] for end in ends))]
-    assert_close(state(parallel)[:count], expected)
-    optimizer = parallel.optimizer
-    iterations_index = [v.path for v in optimizer.variables].index(optimizer.iterations.path)
-    for index, (actual, expected_slot) in enumerate(zip(state(parallel)[count:], slots)):
-        if index == iterations_index:
-            assert actual == start[count + index] + 3  # one task's inner steps, not two tasks'
-        else:
-            np.testing.assert_allclose(actual, expected_slot, rtol=2e-5, atol=2e-6)
+    slots = [np.mean(pair, axis=0) for pair in zip(*(end[count:-1] for end in ends))]
+    ours = state(parallel)
+    assert_close(ours[:count], expected)
+    assert_close(ours[count:-1], slots)
+    assert ours[-1] == start[-1] + 3  # one task's inner steps, not two tasks'
 
 
 def test_a_meta_batch_that_does_not_split_evenly_is_refused():
-    strategy = tf.distribute.MirroredStrategy(['/cpu:0'])
-    parallel = ParallelMetaBatch(Reptile(models.omniglot_model(3), models.adam(1e-3)), strategy)
-    parallel.strategy = type('TwoReplicas', (), {'num_replicas_in_sync': 2})()
-    with pytest.raises(UserError, match='make --meta-batch a multiple of 2'):
-        parallel.train_step(IMAGES, sampling.stack_tasks(training_tasks(3)), 1.0)
+    two_replicas = type('TwoReplicas', (), {'num_replicas_in_sync': 2})()
+    reptile = Reptile(models.omniglot_model(3), Adam(1e-3), parallel_strategy=two_replicas)
+    with pytest.raises(UserError, match='make --meta-batch a multiple of 2') as refused:
+        reptile.train_step(IMAGES, sampling.stack_tasks(training_tasks(3)), 1.0)
+    assert '\n' not in str(refused.value)
 
 
 TWO_DEVICES = '''
@@ -81,10 +106,11 @@ import numpy as np
 import tensorflow as tf
 cpu = tf.config.list_physical_devices('CPU')[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-sys.path.insert(0, sys.argv[1])
+sys.path[:0] = sys.argv[1:3]
 import keras
-from supervised_reptile import models, sampling
-from supervised_reptile.parallel import ParallelMetaBatch
+from supervised_reptile import models, sampling, settings
+from supervised_reptile.evaluation import Evaluator
+from supervised_reptile.inner_loop import SGD, Adam
 from supervised_reptile.reptile import FOML, Reptile
 from conftest import random_classes
 
@@ -95,40 +121,42 @@ images = tf.constant(classes.images)
 strategies = {1: tf.distribute.MirroredStrategy(['/cpu:0']),
               2: tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])}
 
-def run(algorithm, optimizer, replicas):
+def run(algorithm, rule, replicas):
     keras.utils.set_random_seed(1)
     strategy = strategies[replicas]
     assert strategy.num_replicas_in_sync == replicas
-    parallel = ParallelMetaBatch(algorithm(models.omniglot_model(3), optimizer,
-                                           weight_decay_rate=0.9), strategy)
+    reptile = algorithm(models.omniglot_model(3), rule, weight_decay=0.9,
+                        parallel_strategy=strategy)
     rng = np.random.default_rng(0)
     for _ in range(3):
         tasks = [sampling.training_task(classes, 3, 4, 6, 3, False, rng) for _ in range(4)]
-        parallel.train_step(images, sampling.stack_tasks(tasks), 0.5)
-    return [v.numpy() for v in parallel.model.variables + parallel.optimizer.variables]
+        reptile.train_step(images, sampling.stack_tasks(tasks), 0.5)
+    return [v.numpy() for v in reptile.model.variables + list(reptile.optimizer.variables)]
 
-for algorithm, optimizer in ((Reptile, lambda: models.adam(1e-3)), (FOML, lambda: models.sgd(0.01))):
-    one = run(algorithm, optimizer(), 1)
-    two = run(algorithm, optimizer(), 2)
+for algorithm, rule in ((Reptile, Adam(1e-3)), (FOML, SGD(0.01))):
+    one = run(algorithm, rule, 1)
+    two = run(algorithm, rule, 2)
     assert len(one) == len(two)
     assert all(np.array_equal(a, b) for a, b in zip(one, two)), algorithm.__name__
 
-# Evaluation tasks shared out over two replicas give batched_eval's logits on one device.
-from supervised_reptile import batched_eval
+# Evaluation tasks shared out over two replicas (3 tasks: one replica gets a copy of the last)
+# give the logits of one device.
 rng = np.random.default_rng(1)
-jobs = [(classes.images, sampling.evaluation_task(classes, 3, 2, 4, 5, False, rng))
-        for _ in range(3)]
+keras.utils.set_random_seed(2)
+model = models.omniglot_model(3)
+reptile = Reptile(model, Adam(1e-2), weight_decay=0.9,
+                  frozen_in_evaluation=model.layers[0].trainable_variables)
+reptile.train_step(images, sampling.stack_tasks([
+    sampling.training_task(classes, 3, 4, 6, 3, False, rng)]), 1.0)
 for transductive in (True, False):
-    keras.utils.set_random_seed(2)
-    model = models.omniglot_model(3)
-    reptile = Reptile(model, models.adam(1e-2), transductive=transductive, weight_decay_rate=0.9,
-                      frozen_in_evaluation=model.layers[0].trainable_variables)
-    reptile.train_step(images, sampling.stack_tasks([
-        sampling.training_task(classes, 3, 4, 6, 3, False, rng)]), 1.0)
-    one = batched_eval.query_logits(reptile, jobs)
-    shared = ParallelMetaBatch(reptile, strategies[2])
-    assert shared.replica_evaluator is not None
-    two = batched_eval.query_logits(shared, jobs)
+    evaluation = settings.Evaluation(inner_batch=4, inner_iters=5, transductive=transductive)
+    alone = Evaluator(reptile, evaluation)
+    shared = Evaluator(reptile, evaluation, strategy=strategies[2])
+    assert alone.strategy is None and shared.strategy is strategies[2]
+    jobs = [(classes.images, alone.sample_task(classes, settings.TaskShape(3, 2), rng))
+            for _ in range(3)]
+    one = alone.query_logits(jobs)
+    two = shared.query_logits(jobs)
     assert one.shape == two.shape == (3, 3, 3)
     np.testing.assert_allclose(two, one, rtol=1e-4, atol=1e-4)
     assert (one.argmax(-1) == two.argmax(-1)).all()

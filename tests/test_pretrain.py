@@ -7,9 +7,11 @@ import re
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from supervised_reptile import backbone, models, pretrain
 from supervised_reptile.errors import UserError
+from supervised_reptile.inner_loop import Adam, gather_images
 from supervised_reptile.reptile import Reptile
 
 from conftest import random_classes, run_script, write_omniglot_tree
@@ -60,6 +62,33 @@ def test_pretraining_has_a_head_per_class_and_stops_at_the_best_held_out_loss(tm
     assert os.listdir(tmp_path / 'train') and os.listdir(tmp_path / 'holdout')
 
 
+def test_pretraining_shrinks_the_weights_then_takes_an_adam_step():
+    settings = pretrain.Settings(iterations=3, learning_rate=0.01, weight_decay=5.0)
+    keras.utils.set_random_seed(0)
+    classifier = backbone.with_new_head(models.omniglot_model(5), len(CLASSES))
+    twin = keras.models.clone_model(classifier)
+    twin.set_weights(classifier.get_weights())
+    indices = np.random.default_rng(0).permutation(len(CLASSES.images))[:3 * 8].reshape(3, 8)
+    labels = indices // 5  # five images a class
+
+    pretrain.ClassifierSteps(classifier, settings, CLASSES.images).train(indices, labels)
+    optimizer = keras.optimizers.Adam(0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
+    for batch, batch_labels in zip(indices, labels):
+        for variable in twin.trainable_variables:
+            variable.assign(variable * (1 - 0.01 * 5.0))
+        with tf.GradientTape() as tape:
+            logits = twin(gather_images(CLASSES.images, batch), training=True)
+            loss = tf.reduce_sum(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(batch_labels, logits))
+        optimizer.apply_gradients(zip(tape.gradient(loss, twin.trainable_variables),
+                                      twin.trainable_variables))
+    # The logits, not the weights: Adam turns the conv biases' gradients, zero but for float
+    # rounding, into whole steps, which the batch normalization after them cancels.
+    images = gather_images(CLASSES.images, indices[0])
+    np.testing.assert_allclose(classifier(images, training=True), twin(images, training=True),
+                               rtol=1e-4, atol=1e-5)
+
+
 def weights(variables):
     return [v.numpy().copy() for v in variables]
 
@@ -68,7 +97,7 @@ def reptile_of(seed, freeze_blocks=0):
     keras.utils.set_random_seed(seed)
     model = models.omniglot_model(5)
     backbone.freeze(model, freeze_blocks)
-    return Reptile(model, models.adam(0.001))
+    return Reptile(model, Adam(0.001))
 
 
 def head(model):

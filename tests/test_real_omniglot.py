@@ -5,8 +5,10 @@ import hashlib
 import numpy as np
 
 from supervised_reptile import models, omniglot
-from supervised_reptile.eval import evaluate
+from supervised_reptile.evaluation import Evaluator
+from supervised_reptile.inner_loop import Adam
 from supervised_reptile.reptile import Reptile
+from supervised_reptile.settings import Evaluation, TaskShape, Training
 from supervised_reptile.train import train
 
 
@@ -42,12 +44,12 @@ def test_split_for_seed_0_is_the_reference_split(real_omniglot_dir):
 def test_short_run_of_readme_row_1_learns(real_omniglot_dir, tmp_path):
     train_set, test_set = omniglot.load(str(real_omniglot_dir), seed=0)
     rng = np.random.default_rng(0)
-    reptile = Reptile(models.omniglot_model(5), models.adam(0.001), transductive=True)
-    train(reptile, train_set, test_set, str(tmp_path / 'ckpt'), rng, num_classes=5, num_shots=1,
-          train_shots=10, inner_batch_size=10, inner_iters=5, meta_step_size=1,
-          meta_step_size_final=0, meta_batch_size=5, meta_iters=200, eval_inner_batch_size=5,
-          eval_inner_iters=50, eval_interval=1000, log_fn=lambda line: None)
-    accuracy = evaluate(reptile, test_set, rng, num_classes=5, num_shots=1, num_samples=200,
-                        log_fn=lambda line: None)
+    reptile = Reptile(models.omniglot_model(5), Adam(0.001))
+    evaluator = Evaluator(reptile, Evaluation(transductive=True, samples=200))
+    shape = TaskShape(classes=5, shots=1)
+    train(reptile, evaluator, train_set, test_set, str(tmp_path / 'ckpt'), rng, shape,
+          Training(train_shots=10, inner_batch=10, inner_iters=5, meta_step=1, meta_step_final=0,
+                   meta_batch=5, meta_iters=200, eval_interval=1000), log_fn=lambda line: None)
+    accuracy = evaluator.accuracy(test_set, shape, rng, log_fn=lambda line: None)
     # Chance is 0.2; 200 meta-steps already reach about 0.6.
     assert accuracy.mean - accuracy.ci95 > 0.4, accuracy

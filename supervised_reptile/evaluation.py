@@ -1,0 +1,201 @@
+"""
+Evaluation of a meta-learned initialization: the one path every caller uses (the run scripts'
+final evaluation, the periodic train/test pair during training, adaptation, the benchmark and
+the tests).
+
+Every evaluation task starts from the same weights and optimizer state and never affects another,
+so tasks are fine-tuned side by side in one compiled call, k at a time (one task is the case
+k = 1), with the inner loop of inner_loop.py, in an inner state of the evaluation's own: the
+model and the optimizer state are only read. On a GPU the tasks run in the grouped-convolution layout (see
+networks.py); with a tf.distribute strategy of several replicas, each replica takes its share
+of the k tasks.
+
+The host side packs each task's images (support, then queries) into one small uint8 array, so
+tasks of different image sets (training and test classes) can share a call. Accuracy is the
+fraction of query images predicted right, over all tasks (one query per class per task, as in
+the reference), with a 95% confidence interval over tasks.
+"""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from . import sampling
+from .inner_loop import InnerLoop, InnerState, gather_task_images
+from .networks import TaskNetwork
+from .parallel import split_over_replicas
+from .progress import Progress
+from .statistics import Accuracy
+
+# Memory for one call's activations and their gradients; the default k is as many tasks as fit
+# (1-shot Mini-ImageNet: ~34 MB a task, 5-shot ~150 MB), at most MAX_TASKS_PER_BATCH, beyond
+# which larger batches measured no faster.
+ACTIVATION_BUDGET_BYTES = 1 << 30
+MAX_TASKS_PER_BATCH = 16
+
+
+class Evaluator:
+    """Fine-tunes tasks from reptile's current state with the settings of an evaluation
+    (settings.Evaluation) and predicts their queries.
+
+    grouped chooses the layout of networks.TaskNetwork (by default: grouped on a GPU); a
+    strategy of several replicas shares the tasks of each call out over them.
+    """
+
+    def __init__(self, reptile, settings, strategy=None, grouped=None):
+        self.reptile = reptile
+        self.settings = settings
+        self.strategy = strategy if strategy and strategy.num_replicas_in_sync > 1 else None
+        if grouped is None:
+            grouped = bool(tf.config.list_logical_devices('GPU'))
+        self.network = TaskNetwork(reptile.model, reptile.fine_tuned_variables, grouped)
+        self.inner_loop = InnerLoop(self.network, reptile.rule, reptile.weight_decay)
+        self._states = {}  # per tasks in a call (on a replica): the inner state
+        self._logits = tf.function(self._logits_graph, jit_compile=reptile.jit_compile)
+        self._distributed_logits = tf.function(self._distributed_logits_graph)
+
+    def sample_task(self, classes, shape, rng):
+        """Draw an evaluation task (a sampling.EvaluationTask) of shape (settings.TaskShape)."""
+        return sampling.evaluation_task(classes, shape.classes, shape.shots,
+                                        self.settings.inner_batch, self.settings.inner_iters,
+                                        shape.replacement, rng)
+
+    def query_logits(self, jobs, size=None):
+        """Fine-tune on each (images, sampling.EvaluationTask) of jobs and return the logits of
+        its queries, [tasks, classes, classes].
+
+        The tasks are computed size at a time (by default tasks_per_batch(), at most all of
+        jobs), a short last batch padded with copies of its last task so that every call has
+        the compiled shape.
+        """
+        size = size or min(len(jobs), self.tasks_per_batch(largest_batch(jobs[0][1])))
+        logits = []
+        for start in range(0, len(jobs), size):
+            chunk = jobs[start:start + size]
+            padded = chunk + [chunk[-1]] * (size - len(chunk))
+            logits.append(self._call(*pack(padded))[:len(chunk)])
+        return np.concatenate(logits)
+
+    def count_correct(self, jobs, size=None):
+        """The number of queries predicted right in each task of jobs (see query_logits)."""
+        predictions = np.argmax(self.query_logits(jobs, size), axis=-1)
+        return [int(np.sum(p == task.query_labels)) for p, (_, task) in zip(predictions, jobs)]
+
+    def accuracy(self, classes, shape, rng, name='evaluation', log_fn=print):
+        """Accuracy over settings.samples independent tasks of shape drawn from classes.
+
+        The tasks are drawn in the order one-by-one evaluation would draw them, since
+        fine-tuning draws no random numbers: how many run side by side does not change which
+        tasks are evaluated.
+        """
+        classes.check_task_size(shape.classes, shape.shots + 1, name)
+        num_samples = self.settings.samples
+        size = min(num_samples, self.tasks_per_batch(
+            max(self.settings.inner_batch, shape.classes * shape.shots + 1)))
+        progress = Progress(num_samples)
+        report_every = max(1, num_samples // 10)
+        correct = []
+        while len(correct) < num_samples:
+            count = min(size, num_samples - len(correct))
+            jobs = [(classes.images, self.sample_task(classes, shape, rng)) for _ in range(count)]
+            correct.extend(self.count_correct(jobs, size))
+            reports_before = progress.done // report_every
+            progress.advance(count)
+            if progress.done // report_every > reports_before and progress.done < num_samples:
+                log_fn('  %s: %s, accuracy so far %f' % (
+                    name, progress.describe('tasks'), sum(correct) / (len(correct) * shape.classes)))
+        return Accuracy.from_task_accuracies(np.array(correct) / shape.classes)
+
+    def tasks_per_batch(self, batch_size):
+        """k: settings.tasks_per_batch, or as many tasks of batch_size images at most at once as
+        ACTIVATION_BUDGET_BYTES holds (at most MAX_TASKS_PER_BATCH)."""
+        return self.settings.tasks_per_batch or default_tasks_per_batch(self.reptile.model,
+                                                                        batch_size)
+
+    def _state(self, num_tasks):
+        """The inner state of num_tasks tasks, made on first use (outside compiled code)."""
+        if num_tasks not in self._states:
+            if self.strategy is None:
+                self._states[num_tasks] = InnerState(self.reptile.rule, num_tasks,
+                                                     self.network.shapes)
+            else:
+                with self.strategy.scope():
+                    self._states[num_tasks] = InnerState(self.reptile.rule, num_tasks,
+                                                         self.network.shapes, per_replica=True)
+        return self._states[num_tasks]
+
+    def _call(self, pools, batch_positions, batch_labels, support_positions, query_positions):
+        if self.strategy is None:
+            self._state(len(pools))
+            return self._logits(pools, batch_positions, batch_labels, support_positions,
+                                query_positions).numpy()
+        num_tasks = len(pools)
+        replicas = self.strategy.num_replicas_in_sync
+        padding = -num_tasks % replicas  # copies of the last task, dropped from the result
+        self._state((num_tasks + padding) // replicas)
+        tasks = split_over_replicas(self.strategy, [
+            np.concatenate([array, np.repeat(array[-1:], padding, axis=0)])
+            for array in (pools, batch_positions, batch_labels)])
+        logits = self._distributed_logits(tasks, tf.constant(support_positions),
+                                          tf.constant(query_positions))
+        return logits.numpy()[:num_tasks]
+
+    # Graph code: everything below runs inside tf.function.
+
+    def _distributed_logits_graph(self, tasks, support_positions, query_positions):
+        per_replica = self.strategy.run(self._logits_graph,
+                                        args=(*tasks, support_positions, query_positions))
+        return self.strategy.gather(per_replica, axis=0)
+
+    def _logits_graph(self, pools, batch_positions, batch_labels, support_positions,
+                      query_positions):
+        state = self._states[pools.shape[0]]
+        self.reptile.start_evaluation(state, self.network)
+
+        def batch(step):
+            return (gather_task_images(pools, batch_positions[:, step]),
+                    batch_labels[:, step])
+        self.inner_loop.fine_tune(state, batch, tf.shape(batch_positions)[1])
+
+        def every_task(positions):
+            return gather_task_images(pools, tf.tile(positions[None], [pools.shape[0], 1]))
+        return self.inner_loop.predict(state, every_task(support_positions),
+                                       every_task(query_positions), self.settings.transductive)
+
+
+def largest_batch(task):
+    """The most images a task's network sees at once: a fine-tuning mini-batch, or the
+    support set and one query of non-transductive prediction."""
+    return max(task.batch_indices.shape[1], len(task.support_indices) + 1)
+
+
+def default_tasks_per_batch(model, batch_size):
+    """As many tasks as ACTIVATION_BUDGET_BYTES holds at batch_size images a task, between 1
+    and MAX_TASKS_PER_BATCH."""
+    values = sum(math.prod(layer.output.shape[1:]) for layer in model.layers)
+    task_bytes = 2 * 4 * batch_size * values  # the activations, and as much for their gradients
+    return int(np.clip(ACTIVATION_BUDGET_BYTES // task_bytes, 1, MAX_TASKS_PER_BATCH))
+
+
+def pack(jobs):
+    """The tasks of jobs as arrays of task-local image positions: (pools [k, n, ...] uint8,
+    fine-tuning batch positions [k, steps, batch], their labels, support positions [s], query
+    positions [q])."""
+    pools, batch_positions = [], []
+    for images, task in jobs:
+        pool = np.concatenate([task.support_indices, task.query_indices])
+        pools.append(images[pool])
+        batch_positions.append(_positions_in(task.support_indices, task.batch_indices))
+    num_support = len(jobs[0][1].support_indices)
+    num_queries = len(jobs[0][1].query_indices)
+    return (np.stack(pools), np.stack(batch_positions).astype(np.int32),
+            np.stack([task.batch_labels for _, task in jobs]).astype(np.int32),
+            np.arange(num_support, dtype=np.int32),
+            np.arange(num_support, num_support + num_queries, dtype=np.int32))
+
+
+def _positions_in(pool, values):
+    """Where each of values sits in pool (pool's entries are distinct)."""
+    order = np.argsort(pool)
+    return order[np.searchsorted(pool, values, sorter=order)]
