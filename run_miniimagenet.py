@@ -13,7 +13,7 @@ from supervised_reptile import cli  # first to load TensorFlow: it quiets its st
 
 from absl import flags
 
-from supervised_reptile import args, miniimagenet, models, presets
+from supervised_reptile import args, miniimagenet
 from supervised_reptile.experiment import Run
 
 DATA_DIR = 'data/miniimagenet'
@@ -23,16 +23,12 @@ flags.adopt_module_key_flags(args)
 
 def main(argv):
     del argv
-    if args.wants_preset_listing():
-        print(presets.listing())
-        return
     run = Run('miniimagenet')
-    rng = args.seed_everything()
     train_set, val_set, test_set = miniimagenet.read_dataset(DATA_DIR)
-    reptile = args.build_reptile(models.miniimagenet_model(FLAGS.classes), run.strategy)
+    reptile = args.build_reptile(args.build_model('miniimagenet'), run.strategy)
     evaluator = run.evaluator(reptile)
-    run.train_or_restore(reptile, evaluator, train_set, test_set, rng)
-    run.evaluate(evaluator, rng, [('Train', train_set), ('Validation', val_set), ('Test', test_set)])
+    run.train_or_restore(reptile, evaluator, train_set, test_set)
+    run.evaluate(evaluator, [('Train', train_set), ('Validation', val_set), ('Test', test_set)])
 
 
 if __name__ == '__main__':

@@ -12,7 +12,7 @@ from supervised_reptile import cli  # first to load TensorFlow: it quiets its st
 
 from absl import flags
 
-from supervised_reptile import args, models, omniglot, presets
+from supervised_reptile import args, omniglot
 from supervised_reptile.experiment import Run
 
 DATA_DIR = 'data/omniglot'
@@ -22,16 +22,12 @@ flags.adopt_module_key_flags(args)
 
 def main(argv):
     del argv
-    if args.wants_preset_listing():
-        print(presets.listing())
-        return
     run = Run('omniglot')
-    rng = args.seed_everything()
     train_set, test_set = omniglot.load(DATA_DIR, FLAGS.seed)
-    reptile = args.build_reptile(models.omniglot_model(FLAGS.classes), run.strategy)
+    reptile = args.build_reptile(args.build_model('omniglot'), run.strategy)
     evaluator = run.evaluator(reptile)
-    run.train_or_restore(reptile, evaluator, train_set, test_set, rng)
-    run.evaluate(evaluator, rng, [('Train', train_set), ('Test', test_set)])
+    run.train_or_restore(reptile, evaluator, train_set, test_set)
+    run.evaluate(evaluator, [('Train', train_set), ('Test', test_set)])
 
 
 if __name__ == '__main__':

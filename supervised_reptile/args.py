@@ -11,12 +11,14 @@ line (a preset stands in for the defaults, explicit flags still win), and then t
 across flags run on the values the run will use.
 """
 
+import sys
+
 from absl import flags
 import keras
 import numpy as np
 import tensorflow as tf
 
-from . import backbone, evaluation, models, presets
+from . import backbone, evaluation, folder, models, presets
 from .errors import UserError
 from .inner_loop import SGD, Adam
 from .pretrain import Settings as PretrainSettings
@@ -103,6 +105,9 @@ flags.DEFINE_bool('xla', False, 'compile training and evaluation with XLA (slowe
 
 FLAGS = flags.FLAGS
 
+# The dataset name of run_folder.py's runs.
+FOLDER = 'folder'
+
 # Flags that only shape meta-training. An evaluation of a trained checkpoint (--pretrained)
 # records the training run's values of these, not its own.
 TRAINING_FLAGS = ('train-shots', 'inner-batch', 'inner-iters', 'meta-step', 'meta-step-final',
@@ -121,8 +126,14 @@ def _value(name):
     return FLAGS[name].value
 
 
+def _or_flags(values):
+    """values (flag name -> value, as a run records them), or the flags' own values."""
+    return flag_values() if values is None else values
+
+
 # Checks across flags: (whether the values are consistent, the message if not). They run after
-# the preset is applied, on the values the run will use.
+# the preset is applied, on the values the run will use. The folder script's own flags are
+# checked only where it defines them.
 _CHECKS = [
     (lambda v: v['foml-tail'] is None or v['foml'],
      '--foml-tail needs --foml; add --foml or drop --foml-tail'),
@@ -138,7 +149,42 @@ _CHECKS = [
     (lambda v: v['parallel-meta-batch'] or v['distribute'] == 'none',
      '--distribute shares out the tasks of --parallel-meta-batch; add --parallel-meta-batch or '
      'drop --distribute'),
+    (lambda v: v.get('channels', 1) in (1, 3), '--channels must be 1 (grey) or 3 (RGB)'),
 ]
+
+
+def define_folder_flags():
+    """Define the flags of run_folder.py, which only it has; call before parsing."""
+    options = dict(flag_values=FLAGS, module_name=__name__)
+    flags.DEFINE_string('data-dir', None, 'a folder of <class>/<images>, or of train/, val/ '
+                        '(optional) and test/, each with <class>/<images>', required=True,
+                        **options)
+    flags.DEFINE_integer('image-size', 28, 'images are squashed to this size x size',
+                         lower_bound=1, **options)
+    flags.DEFINE_integer('channels', 1, 'images are converted to grey (1) or RGB (3)', **options)
+    flags.DEFINE_enum('model', 'auto', ['auto'] + list(models.FAMILIES),
+                      "the architecture: Omniglot's or Mini-ImageNet's (auto: Omniglot's for 1 "
+                      "channel, Mini-ImageNet's for 3)", **options)
+    flags.DEFINE_float('train-fraction', folder.TRAIN_FRACTION, 'without a given split, the '
+                       'share of the classes that train (the rest test); the default is '
+                       "Omniglot's, 1200 of 1623", lower_bound=0, upper_bound=1, **options)
+
+
+def define_adapt_flags():
+    """Define the flags of `python -m supervised_reptile.adapt` beside --checkpoint and the
+    evaluation flags it may override; call before parsing."""
+    options = dict(flag_values=FLAGS, module_name=__name__)
+    flags.DEFINE_string('support', None, 'a folder of <class>/<images>: the labelled images to '
+                        'fine-tune on', required=True, **options)
+    flags.DEFINE_list('query', None, 'images, or folders of images, to classify: --query PATH '
+                      '[PATH...], or comma-separated', required=True, **options)
+    flags.DEFINE_bool('json', False, 'print the predictions as JSON', **options)
+
+
+def define_export_flags():
+    """Define the flag of `python -m supervised_reptile.export` beside --checkpoint."""
+    flags.DEFINE_string('output', None, 'the Keras file to write (FILE.keras)', required=True,
+                        flag_values=FLAGS, module_name=__name__)
 
 
 def resolver(dataset):
@@ -148,14 +194,19 @@ def resolver(dataset):
 
 def resolve(dataset):
     """Give every flag of --preset that is not on the command line the preset's value, then
-    check the flags against each other. An unknown preset, one of the other run script, or
+    check the flags against each other (--preset list prints the presets and exits, as --help
+    does). An unknown preset, one of the other run script, or
     inconsistent flags are a UserError."""
     name = _value('preset')
-    if name is not None and name != presets.LIST:
+    if name == presets.LIST:
+        print(presets.listing())
+        sys.exit(0)
+    if name is not None:
         preset = presets.PRESETS.get(name)
         if preset is None:
             raise UserError('no preset named %r; --preset %s lists them' % (name, presets.LIST))
-        if preset.dataset != dataset:
+        # A folder of one's own images may take any published configuration's values.
+        if preset.dataset != dataset and dataset != FOLDER:
             raise UserError('preset %s is a configuration of %s; run it with that script'
                             % (name, presets.SCRIPTS[preset.dataset]))
         for flag, value in preset.flags.items():
@@ -165,10 +216,6 @@ def resolve(dataset):
     for consistent, message in _CHECKS:
         if not consistent(values):
             raise UserError(message)
-
-
-def wants_preset_listing():
-    return _value('preset') == presets.LIST
 
 
 def flag_values():
@@ -187,25 +234,44 @@ def seed_everything():
     return np.random.default_rng(_value('seed'))
 
 
-def inner_rule():
+def build_model(dataset, values=None):
+    """The model of a run script's dataset: Omniglot's or Mini-ImageNet's, for --classes ways;
+    for an image folder, the --model family (by default the one of --channels) on images of
+    --image-size and --channels."""
+    values = _or_flags(values)
+    if dataset != FOLDER:
+        return models.FAMILIES[dataset](values['classes'])
+    family = values['model']
+    if family == 'auto':
+        family = 'omniglot' if values['channels'] == 1 else 'miniimagenet'
+    return models.FAMILIES[family](values['classes'], (values['image-size'],) * 2 +
+                                   (values['channels'],))
+
+
+def inner_rule(values=None):
     """The inner loop's optimizer rule: the reference's Adam, or plain SGD with --sgd."""
-    learning_rate = _value('learning-rate')
-    return SGD(learning_rate) if _value('sgd') else Adam(learning_rate)
+    values = _or_flags(values)
+    learning_rate = values['learning-rate']
+    return SGD(learning_rate) if values['sgd'] else Adam(learning_rate)
 
 
-def build_reptile(model, strategy=None):
+def build_reptile(model, strategy=None, values=None):
     """Reptile, or first-order MAML with --foml, training model with inner_rule(); with
     --parallel-meta-batch, training the tasks of a meta-batch side by side on strategy's
     replicas (build_strategy()'s by default).
 
     The first --freeze-blocks conv blocks are frozen before the optimizer state is made, so that
     it holds none for them; evaluation leaves the first --freeze-eval-blocks out as well."""
-    backbone.freeze(model, _value('freeze-blocks'))
-    algorithm = FOML if _value('foml') else Reptile
-    parallel_strategy = (strategy or build_strategy()) if _value('parallel-meta-batch') else None
-    return algorithm(model, inner_rule(), weight_decay=_value('weight-decay'),
-                     frozen_in_evaluation=backbone.block_variables(model, _eval_frozen_blocks()),
-                     parallel_strategy=parallel_strategy, jit_compile=_value('xla'))
+    values = _or_flags(values)
+    backbone.freeze(model, values['freeze-blocks'])
+    eval_blocks = values['freeze-eval-blocks']
+    if eval_blocks is None:
+        eval_blocks = values['freeze-blocks']
+    algorithm = FOML if values['foml'] else Reptile
+    parallel_strategy = (strategy or build_strategy()) if values['parallel-meta-batch'] else None
+    return algorithm(model, inner_rule(values), weight_decay=values['weight-decay'],
+                     frozen_in_evaluation=backbone.block_variables(model, eval_blocks),
+                     parallel_strategy=parallel_strategy, jit_compile=values['xla'])
 
 
 def build_strategy():
@@ -217,11 +283,6 @@ def build_strategy():
     if kind == 'multi-worker':
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
-
-
-def _eval_frozen_blocks():
-    blocks = _value('freeze-eval-blocks')
-    return _value('freeze-blocks') if blocks is None else blocks
 
 
 def backbone_kwargs():
@@ -237,24 +298,27 @@ def backbone_kwargs():
     return {'settings': settings, 'source': _value('pretrained-backbone')}
 
 
-def task_shape():
+def task_shape(values=None):
     """The tasks of the run (settings.TaskShape)."""
-    return TaskShape(classes=_value('classes'), shots=_value('shots'),
-                     replacement=_value('replacement'))
+    values = _or_flags(values)
+    return TaskShape(classes=values['classes'], shots=values['shots'],
+                     replacement=values['replacement'])
 
 
-def training():
+def training(values=None):
     """Meta-training settings (settings.Training)."""
+    values = _or_flags(values)
     return Training(
-        train_shots=_value('train-shots') or _value('shots'), inner_batch=_value('inner-batch'),
-        inner_iters=_value('inner-iters'), meta_step=_value('meta-step'),
-        meta_step_final=_value('meta-step-final'), meta_batch=_value('meta-batch'),
-        meta_iters=_value('meta-iters'), eval_interval=_value('eval-interval'),
-        tail_shots=_value('foml-tail'))
+        train_shots=values['train-shots'] or values['shots'], inner_batch=values['inner-batch'],
+        inner_iters=values['inner-iters'], meta_step=values['meta-step'],
+        meta_step_final=values['meta-step-final'], meta_batch=values['meta-batch'],
+        meta_iters=values['meta-iters'], eval_interval=values['eval-interval'],
+        tail_shots=values['foml-tail'])
 
 
-def evaluation_settings():
+def evaluation_settings(values=None):
     """Evaluation settings (settings.Evaluation)."""
-    return Evaluation(inner_batch=_value('eval-batch'), inner_iters=_value('eval-iters'),
-                      transductive=_value('transductive'), samples=_value('eval-samples'),
-                      tasks_per_batch=_value('eval-tasks-batch'))
+    values = _or_flags(values)
+    return Evaluation(inner_batch=values['eval-batch'], inner_iters=values['eval-iters'],
+                      transductive=values['transductive'], samples=values['eval-samples'],
+                      tasks_per_batch=values['eval-tasks-batch'])

@@ -93,7 +93,9 @@ def _restore(checkpoint, path):
     """Load path into checkpoint: True if done, False if its files are damaged; a UserError if
     it holds another model."""
     try:
-        checkpoint.restore(path).assert_existing_objects_matched()
+        # expect_partial: an evaluation restores the model and optimizer of a training
+        # checkpoint, not its step, clock and generator.
+        checkpoint.restore(path).expect_partial().assert_existing_objects_matched()
     except (tf.errors.OpError, IndexError):
         return False
     except (AssertionError, ValueError) as exc:

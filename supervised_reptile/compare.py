@@ -56,9 +56,12 @@ def run_setting(record):
 
 
 def matching_cells(label, record):
-    """The published cells to set beside a run; a UserError if there are none, or if the run is
-    not the setting of its preset's cell."""
+    """The published cells to set beside a run: none for a folder of one's own images; a
+    UserError if there are none for a benchmark's run, or if the run is not the setting of its
+    preset's cell."""
     setting = run_setting(record)
+    if setting.dataset == 'folder':
+        return []
     preset = record.get('preset')
     if preset is not None:
         if preset not in presets.PRESETS:
@@ -140,7 +143,10 @@ def table(runs):
     lines = ['| %s |' % ' | '.join(HEADER), '|' + ' --- |' * len(HEADER)]
     notes = []
     for label, record in runs:
-        for i, cell in enumerate(matching_cells(label, record)):
+        cells = matching_cells(label, record)
+        if not cells:
+            lines.append('| %s |' % ' | '.join(_run_columns(label, record) + ['-'] * 5))
+        for i, cell in enumerate(cells):
             run_columns = _run_columns(label, record) if i == 0 else [''] * 5
             lines.append('| %s |' % ' | '.join(run_columns + _cell_columns(record, cell)))
         deviations = preset_deviations(record)

@@ -30,11 +30,13 @@ from .train import check_task_sizes, train
 
 class Run:
     """One invocation of a run script: its flags (resolved: cli.run applied the preset) and the
-    settings built from them, its tf.distribute strategy, its clock, its record files."""
+    settings built from them, its tf.distribute strategy, its random generator (Keras' weight
+    initialization seeded too), its clock, its record files."""
 
     def __init__(self, dataset):
         self.dataset = dataset
         self.strategy = args.build_strategy()
+        self.rng = args.seed_everything()
         self.flags = args.flag_values()
         self.preset = self.flags['preset']
         self.shape = args.task_shape()
@@ -53,7 +55,7 @@ class Run:
         evaluation tasks are shared out over them."""
         return Evaluator(reptile, self.evaluation, self.strategy)
 
-    def train_or_restore(self, reptile, evaluator, train_set, test_set, rng):
+    def train_or_restore(self, reptile, evaluator, train_set, test_set):
         """Restore the newest checkpoint when pretrained, otherwise meta-train into the checkpoint
         directory (logging evaluations by evaluator); record the configuration either way."""
         if self.pretrained:
@@ -73,7 +75,7 @@ class Run:
             self._record_resumption(recorded)
         print('Training...')
         self._training_seconds = train(reptile, evaluator, train_set, test_set, self.directory,
-                                       rng, self.shape, self.training)
+                                       self.rng, self.shape, self.training)
         self._checkpoint = checkpoints.latest(self.directory)
 
     def _resumable_config(self):
@@ -103,14 +105,14 @@ class Run:
         resumptions.append({'command': sys.argv, 'started': _now()})
         results.write(self.directory, self.config_name, recorded)
 
-    def evaluate(self, evaluator, rng, named_sets):
+    def evaluate(self, evaluator, named_sets):
         """Evaluate on each (name, classes) pair, print '<name> accuracy: ...' lines and write
         the results file."""
         print('Evaluating...')
         started = time.monotonic()
         accuracies = {}
         for name, classes in named_sets:
-            accuracy = evaluator.accuracy(classes, self.shape, rng, name=name.lower())
+            accuracy = evaluator.accuracy(classes, self.shape, self.rng, name=name.lower())
             print('%s accuracy: %s' % (name, accuracy))
             accuracies[name.lower()] = accuracy
         self._write_results(accuracies, time.monotonic() - started)

@@ -3,17 +3,13 @@ Mini-ImageNet: the few-shot split of Ravi & Larochelle (64 training, 16 validati
 classes of ImageNet, 600 images each), read from <data_dir>/{train,val,test}/<wnid>/<image>.
 
 Images of any usual format are squashed to 84x84 with nearest-neighbour sampling and then
-converted to RGB, in that order, as the reference's Pillow (< 7) did by default; modern Pillow
-defaults to bicubic, which would silently change the inputs. They are kept as uint8 and scaled
-to [0, 1] by the models' input pipeline.
+converted to RGB, in that order (images.py). They are kept as uint8 and scaled to [0, 1] by the
+models' input pipeline.
 """
 
 import os
 
-import numpy as np
-from PIL import Image
-
-from . import image_cache
+from . import image_cache, images
 from .errors import UserError
 
 IMAGE_SIZE = 84
@@ -78,14 +74,9 @@ def image_files(folder):
 
 
 def read_image(path):
-    """An image file as uint8 [84, 84, 3]: nearest-neighbour squash, then RGB."""
-    try:
-        with Image.open(path) as image:
-            resized = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.NEAREST).convert('RGB')
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise UserError('cannot read image %s (%s); replace it or rebuild the data with '
-                        './fetch_data.sh' % (path, exc)) from None
-    return np.asarray(resized, dtype=np.uint8)
+    """An image file as uint8 [84, 84, 3]: nearest-neighbour squash, then RGB (images.py)."""
+    return images.read(path, IMAGE_SIZE, 3,
+                       fix='replace it or rebuild the data with ./fetch_data.sh')
 
 
 def _few(names, shown=3):

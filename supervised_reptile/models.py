@@ -39,18 +39,23 @@ def _classifier(name, input_shape, blocks, num_classes):
     return keras.Sequential(layers, name=name)
 
 
-def omniglot_model(num_classes):
-    """4 x [conv 64 3x3 stride 2 'same' -> BN -> ReLU] -> dense, on 28x28x1 images in [0, 1]."""
+def omniglot_model(num_classes, image_shape=(28, 28, 1)):
+    """4 x [conv 64 3x3 stride 2 'same' -> BN -> ReLU] -> dense, on images in [0, 1]."""
     blocks = [[keras.layers.Conv2D(64, 3, strides=2, padding='same'),
                BatchStatsNormalization(epsilon=1e-3),
                keras.layers.ReLU()] for _ in range(NUM_BLOCKS)]
-    return _classifier('omniglot', (28, 28, 1), blocks, num_classes)
+    return _classifier('omniglot', image_shape, blocks, num_classes)
 
 
-def miniimagenet_model(num_classes):
-    """4 x [conv 32 3x3 'same' -> BN -> max-pool 2x2 'same' -> ReLU] -> dense, on 84x84x3."""
+def miniimagenet_model(num_classes, image_shape=(84, 84, 3)):
+    """4 x [conv 32 3x3 'same' -> BN -> max-pool 2x2 'same' -> ReLU] -> dense, on images in
+    [0, 1]."""
     blocks = [[keras.layers.Conv2D(32, 3, padding='same'),
                BatchStatsNormalization(epsilon=1e-3),
                keras.layers.MaxPooling2D(2, strides=2, padding='same'),
                keras.layers.ReLU()] for _ in range(NUM_BLOCKS)]
-    return _classifier('miniimagenet', (84, 84, 3), blocks, num_classes)
+    return _classifier('miniimagenet', image_shape, blocks, num_classes)
+
+
+# The two architectures by name, as --model names them.
+FAMILIES = {'omniglot': omniglot_model, 'miniimagenet': miniimagenet_model}

@@ -3,19 +3,18 @@ Omniglot: reading, the reference's 1200/423 character split, and the x4 rotation
 
 Expected layout: <data_dir>/<Alphabet>/characterNN/*.png, the 50 alphabets of the background
 and evaluation sets merged (./fetch_data.sh makes it). Images are 105x105 1-bit PNGs; they are
-resized to 28x28 with nearest-neighbour sampling and kept as uint8 0 (ink) / 255 (background),
-which the models see as 0.0 / 1.0, as in the reference.
+resized to 28x28 with nearest-neighbour sampling (images.py) and kept as uint8 0 (ink) / 255
+(background), which the models see as 0.0 / 1.0, as in the reference.
 
 The decoded images are cached in the data directory (see image_cache.py).
 """
 
 import os
-import random
 
 import numpy as np
 from PIL import Image
 
-from . import image_cache
+from . import folder, image_cache, images
 from .errors import UserError
 from .sampling import ImageClasses
 
@@ -31,20 +30,17 @@ def read_dataset(data_dir):
 
 
 def split_dataset(classes, seed, num_train=NUM_TRAIN_CHARACTERS):
-    """The reference's split: shuffle the sorted characters with Python's random seeded by seed,
-    then the first num_train characters train and the rest test."""
-    order = list(range(len(classes)))
-    random.Random(seed).shuffle(order)
-    return _subset(classes, order[:num_train]), _subset(classes, order[num_train:])
+    """The reference's split of the sorted characters (folder.shuffled_split)."""
+    return folder.shuffled_split(classes, seed, num_train)
 
 
 def augment_dataset(classes):
     """Each character at 0, 90, 180 and 270 degrees counter-clockwise, as four separate classes."""
     arrays, names = [], []
     for class_id, name in enumerate(classes.names):
-        images = classes.class_images(class_id)
+        drawings = classes.class_images(class_id)
         for quarter_turns in range(4):
-            arrays.append(np.rot90(images, quarter_turns, axes=(1, 2)))
+            arrays.append(np.rot90(drawings, quarter_turns, axes=(1, 2)))
             names.append('%s@%d' % (name, 90 * quarter_turns))
     return ImageClasses.from_arrays(arrays, names)
 
@@ -53,11 +49,6 @@ def load(data_dir, seed):
     """The training set (1200 characters x 4 rotations) and the test set (the other characters)."""
     train, test = split_dataset(read_dataset(data_dir), seed)
     return augment_dataset(train), test
-
-
-def _subset(classes, class_ids):
-    return ImageClasses.from_arrays([classes.class_images(c) for c in class_ids],
-                                    [classes.names[c] for c in class_ids])
 
 
 def _list_characters(data_dir):
@@ -90,7 +81,6 @@ def _read_image(path):
             if image.mode != '1':
                 raise UserError('%s is a %s image, not a 1-bit Omniglot PNG; re-run ./fetch_data.sh'
                                 % (path, image.mode))
-            resized = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.NEAREST)
+            return images.to_array(image, IMAGE_SIZE, 1)
     except (OSError, SyntaxError, ValueError) as exc:
         raise UserError('cannot read image %s (%s); re-run ./fetch_data.sh' % (path, exc)) from None
-    return (np.asarray(resized, dtype=np.uint8) * 255)[..., None]

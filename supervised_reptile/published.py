@@ -14,7 +14,7 @@ its PDF.
 from dataclasses import dataclass
 from typing import Optional
 
-DATASET_NAMES = {'omniglot': 'Omniglot', 'miniimagenet': 'Mini-ImageNet'}
+DATASET_NAMES = {'omniglot': 'Omniglot', 'miniimagenet': 'Mini-ImageNet', 'folder': 'image folder'}
 
 FINAL = 'final'
 EARLY = 'early'

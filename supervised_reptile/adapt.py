@@ -1,0 +1,205 @@
+"""
+Adapt a meta-trained model to a few-shot task of one's own images, and classify new images.
+
+    python -m supervised_reptile.adapt --checkpoint DIR --support SUPPORT_DIR --query PATH [PATH...] [--json]
+
+SUPPORT_DIR holds <class>/<images>: 1 or more images of each of 2 to N classes, N the ways the
+model was trained for. A query PATH is an image or a folder of images. The model fine-tunes on
+the support images exactly as the run's final evaluation fine-tunes on a task's (evaluation.py,
+with the run's --eval-iters, --eval-batch, --transductive, --weight-decay and optimizer, read
+from its config.json; the same flags here override them), then gives each query's class and the
+probability of every class. Images are preprocessed as the run's training images were
+(images.py): a colour image for a grey model is converted to grey, and the other way round, with
+a note.
+
+In Python:
+
+    adapter = Adapter.from_checkpoint('ckpt_o15t')
+    adapter.fit({'alpha': ['a1.png'], 'beta': ['b1.png', 'b2.png']})   # or a support folder
+    for prediction in adapter.predict(['query.png']):
+        print(prediction.predicted, prediction.probabilities)
+"""
+
+# pylint: disable=wrong-import-position
+if __name__ == '__main__':
+    from . import cli  # as a command, TensorFlow loads through cli, quietly
+
+from dataclasses import dataclass
+import json
+import os
+import sys
+
+import numpy as np
+
+from . import args, checkpoints, folder, images, results, sampling
+from .errors import UserError
+from .evaluation import Evaluator
+
+# The run's flags that adaptation may override.
+OVERRIDES = ('eval-iters', 'eval-batch', 'transductive', 'weight-decay', 'seed')
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A query's predicted class and the probability of every class of the support set."""
+    query: str
+    predicted: str
+    probabilities: dict
+
+
+class Adapter:
+    """A meta-trained model and the settings of its run's evaluation, fine-tuned on a support set
+    (fit) to classify queries (predict). Fine-tuning starts afresh from the meta-learned weights
+    and optimizer state for every predict; nothing of it is kept."""
+
+    def __init__(self, reptile, evaluator, values):
+        self.reptile = reptile
+        self.evaluator = evaluator
+        self.values = values
+        self.image_shape = tuple(reptile.model.inputs[0].shape[1:])
+        self.ways = values['classes']
+        self.converted = 0  # images converted to the model's number of channels
+        self._support = None
+
+    @classmethod
+    def from_checkpoint(cls, directory, **overrides):
+        """The model of a finished training run in directory (its newest checkpoint) with the
+        settings its config.json records; overrides (eval_iters=..., transductive=..., the names
+        of OVERRIDES with '_' for '-') replace recorded settings."""
+        checkpoint = checkpoints.latest(directory)
+        if checkpoint is None:
+            raise UserError('no checkpoint in %s; point --checkpoint at a trained run' % directory)
+        record = results.read_if_present(directory, results.CONFIG)
+        if record is None:
+            raise UserError('%s holds no %s to say how its model was trained; point --checkpoint '
+                            'at a directory a run script trained' % (directory, results.CONFIG))
+        if results.read_if_present(directory, results.RESULTS) is None:
+            raise UserError('%s holds a run still training (its newest checkpoint is %s); adapt '
+                            'it once the run has finished' % (directory, checkpoint))
+        values = dict(record['flags'], **{name.replace('_', '-'): value
+                                          for name, value in overrides.items()})
+        values.update({'parallel-meta-batch': False, 'distribute': 'none', 'xla': False,
+                       'eval-tasks-batch': 1})
+        reptile = args.build_reptile(args.build_model(record['dataset'], values), values=values)
+        checkpoints.restore_latest(reptile, directory)
+        return cls(reptile, Evaluator(reptile, args.evaluation_settings(values)), values)
+
+    def fit(self, support):
+        """Take the support set: a folder of <class>/<images>, or {class name: [image paths or
+        uint8 arrays]}; classes in sorted order of their names."""
+        if isinstance(support, (str, os.PathLike)):
+            support = {name: [os.path.join(support, name, f) for f in
+                              folder.image_files(os.path.join(support, name))]
+                       for name in _support_classes(support)}
+        if not 2 <= len(support) <= self.ways:
+            raise UserError('the support set has %d classes; this model tells 2 to %d apart'
+                            % (len(support), self.ways))
+        names = sorted(support)
+        arrays = [[self._image(item) for item in support[name]] for name in names]
+        empty = [name for name, class_arrays in zip(names, arrays) if not class_arrays]
+        if empty:
+            raise UserError('class %s of the support set has no images' % empty[0])
+        self._support = (names, arrays)
+        return self
+
+    def predict(self, queries):
+        """The Prediction of each query (an image path or a uint8 array)."""
+        if self._support is None:
+            raise UserError('fit a support set before predicting')
+        names, arrays = self._support
+        support = [array for class_arrays in arrays for array in class_arrays]
+        labels = np.repeat(np.arange(len(names)), [len(a) for a in arrays])
+        query_arrays = [self._image(query) for query in queries]
+        settings = self.evaluator.settings
+        rng = np.random.default_rng(self.values['seed'])
+        positions = sampling.mini_batches(len(support), settings.inner_batch,
+                                          settings.inner_iters, self.values['replacement'], rng)
+        task = sampling.EvaluationTask(
+            positions, labels[positions], np.arange(len(support)),
+            len(support) + np.arange(len(query_arrays)), np.zeros(len(query_arrays), np.int64))
+        logits = self.evaluator.query_logits([(np.stack(support + query_arrays), task)])[0]
+        probabilities = _softmax(logits[:, :len(names)])
+        return [Prediction(_label(query, index), names[int(np.argmax(p))],
+                           {name: float(value) for name, value in zip(names, p)})
+                for index, (query, p) in enumerate(zip(queries, probabilities))]
+
+    def _image(self, item):
+        """An image path or array as the model's input array."""
+        if not isinstance(item, (str, os.PathLike)):
+            array = np.asarray(item, np.uint8)
+            if array.shape != self.image_shape:
+                raise UserError('an image array of shape %s for a model of %s images; '
+                                'preprocess it with images.to_array' % (array.shape,
+                                                                        self.image_shape))
+            return array
+        size, _, channels = self.image_shape
+        image = images.load(item)
+        self.converted += images.colour_bands(image) != channels
+        return images.to_array(image, size, channels)
+
+
+def _support_classes(directory):
+    if not os.path.isdir(directory):
+        raise UserError('no support folder %s; give a folder of <class>/<images>' % directory)
+    return folder.class_folders(directory)
+
+
+def _label(query, index):
+    return str(query) if isinstance(query, (str, os.PathLike)) else 'query %d' % index
+
+
+def _softmax(logits):
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def query_paths(paths):
+    """The image files named by paths: each an image, or a folder of images (sorted)."""
+    found = []
+    for path in paths:
+        if os.path.isdir(path):
+            files = folder.image_files(path)
+            if not files:
+                raise UserError('query folder %s holds no images' % path)
+            found += [os.path.join(path, f) for f in files]
+        elif os.path.isfile(path):
+            found.append(path)
+        else:
+            raise UserError('no query image or folder %s' % path)
+    return found
+
+
+def describe(prediction):
+    """A prediction as one line of text."""
+    ranked = sorted(prediction.probabilities.items(), key=lambda item: -item[1])
+    return '%s: %s (%s)' % (prediction.query, prediction.predicted,
+                            ', '.join('%s %.3f' % item for item in ranked))
+
+
+def main(argv):
+    """The command line (see the module's docstring); query paths may follow --query's."""
+    flag_values = args.flag_values()
+    given = [name for name in args.explicit_flags()
+             if name not in OVERRIDES + ('checkpoint', 'support', 'query', 'json')]
+    if given:
+        raise UserError('--%s is a setting of the trained run, not of its adaptation; adapt '
+                        'takes --%s' % (given[0], ', --'.join(OVERRIDES)))
+    overrides = {name.replace('-', '_'): flag_values[name] for name in OVERRIDES
+                 if args.FLAGS[name].present}
+    adapter = Adapter.from_checkpoint(flag_values['checkpoint'], **overrides)
+    adapter.fit(flag_values['support'])
+    predictions = adapter.predict(query_paths(flag_values['query'] + argv[1:]))
+    if adapter.converted:
+        print('note: %d images converted to %s, as this model takes' % (
+            adapter.converted, 'grey' if adapter.image_shape[-1] == 1 else 'RGB'),
+              file=sys.stderr)
+    if flag_values['json']:
+        print(json.dumps([{'query': p.query, 'predicted': p.predicted,
+                           'probabilities': p.probabilities} for p in predictions], indent=2))
+    else:
+        print('\n'.join(describe(prediction) for prediction in predictions))
+
+
+if __name__ == '__main__':
+    args.define_adapt_flags()
+    cli.run(main)
