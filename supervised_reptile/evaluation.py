@@ -40,7 +40,8 @@ class Evaluator:
     (settings.Evaluation) and predicts their queries.
 
     grouped chooses the layout of networks.TaskNetwork (by default: grouped on a GPU); a
-    strategy of several replicas shares the tasks of each call out over them.
+    strategy of several replicas shares the tasks of each call out over them. Calls share the
+    evaluator's inner states: one call at a time.
     """
 
     def __init__(self, reptile, settings, strategy=None, grouped=None):
