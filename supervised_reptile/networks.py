@@ -19,8 +19,6 @@ are read as they are. The pass runs the model's own layers, in one of two layout
   CPU kernels cannot group convolutions; oneDNN's can (TF_ENABLE_ONEDNN_OPTS=1).
 """
 
-import math
-
 import keras
 import tensorflow as tf
 

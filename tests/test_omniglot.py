@@ -1,7 +1,5 @@
 """Omniglot reading, caching, split and rotations."""
 
-import hashlib
-import json
 import random
 
 import numpy as np
