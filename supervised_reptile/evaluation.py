@@ -117,13 +117,8 @@ class Evaluator:
     def _state(self, num_tasks):
         """The inner state of num_tasks tasks, made on first use (outside compiled code)."""
         if num_tasks not in self._states:
-            if self.strategy is None:
-                self._states[num_tasks] = InnerState(self.reptile.rule, num_tasks,
-                                                     self.network.shapes)
-            else:
-                with self.strategy.scope():
-                    self._states[num_tasks] = InnerState(self.reptile.rule, num_tasks,
-                                                         self.network.shapes, per_replica=True)
+            self._states[num_tasks] = InnerState(self.reptile.rule, num_tasks,
+                                                 self.network.shapes, self.strategy)
         return self._states[num_tasks]
 
     def _call(self, pools, batch_positions, batch_labels, support_positions, query_positions):

@@ -97,15 +97,18 @@ class InnerState:
     """The state of k tasks' inner loops, in variables: weights (one variable [k, *shape] for
     each trained variable of the given shapes) and an OptimizerState of the same shapes.
 
-    Made outside compiled functions. With per_replica, every replica of the tf.distribute
-    strategy in whose scope it is made has its own copy (synchronised on read, never written
-    across replicas)."""
+    Made outside compiled functions. With a tf.distribute strategy, every replica of it has its
+    own copy (synchronised on read, never written across replicas)."""
 
-    def __init__(self, rule, num_tasks, shapes, per_replica=False):
-        options = {}
-        if per_replica:
-            options = dict(synchronization=tf.VariableSynchronization.ON_READ,
-                           aggregation=tf.VariableAggregation.NONE)
+    def __init__(self, rule, num_tasks, shapes, strategy=None):
+        if strategy is None:
+            self._make(rule, num_tasks, shapes)
+            return
+        with strategy.scope():
+            self._make(rule, num_tasks, shapes, synchronization=tf.VariableSynchronization.ON_READ,
+                       aggregation=tf.VariableAggregation.NONE)
+
+    def _make(self, rule, num_tasks, shapes, **options):
         task_shapes = [(num_tasks, *shape) for shape in shapes]
         self.weights = [tf.Variable(tf.zeros(shape), trainable=False, **options)
                         for shape in task_shapes]

@@ -41,9 +41,8 @@ class ParallelMetaBatch:
             meta_batch.last_labels))
         share = len(meta_batch.head_indices) // self.strategy.num_replicas_in_sync
         if share not in self._states:
-            with self.strategy.scope():
-                self._states[share] = InnerState(self.reptile.rule, share,
-                                                 self.reptile.network.shapes, per_replica=True)
+            self._states[share] = InnerState(self.reptile.rule, share,
+                                             self.reptile.network.shapes, self.strategy)
         inner_steps = meta_batch.head_indices.shape[1] + 1
         loss, finite = self._train_step(self._images_on_replicas(images), tasks,
                                         tf.constant(meta_step_size, tf.float32),
