@@ -11,6 +11,7 @@ setup(
     license='MIT',
     python_requires='>=3.10',
     packages=find_packages(exclude=['tests', 'tests.*', 'sine', 'sine.*']),  # sine/ runs in place
+    package_data={'supervised_reptile.demo': ['page/*', 'model/*']},  # the demo's page and model
     install_requires=[
         'tensorflow>=2.21,<3',  # the models, the compiled inner loops, checkpoints
         'keras>=3',             # the models' layers (comes with TensorFlow)
@@ -21,6 +22,9 @@ setup(
         'matplotlib',           # the figures of sine/
     ],
     extras_require={
-        'test': ['pytest'],
+        'test': [
+            'pytest',
+            'playwright',  # drives Chromium through the demo page (tests/test_demo_page.py)
+        ],
     },
 )

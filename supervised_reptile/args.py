@@ -187,6 +187,13 @@ def define_export_flags():
                         flag_values=FLAGS, module_name=__name__)
 
 
+def define_demo_flags():
+    """Define the flag of `python -m supervised_reptile.demo` beside --checkpoint."""
+    flags.DEFINE_integer('port', 8000, 'the port of 127.0.0.1 to serve the page on (0: any free '
+                         'port)', lower_bound=0, upper_bound=65535, flag_values=FLAGS,
+                         module_name=__name__)
+
+
 def resolver(dataset):
     """The resolution of the parsed flags for a run script of dataset, for cli.run."""
     return lambda: resolve(dataset)
