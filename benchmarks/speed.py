@@ -10,8 +10,11 @@ process). Measured: seconds per meta-iteration; seconds per evaluation task in b
 modes, one task at a time (k = 1) and k side by side (the evaluation path's default k); the
 GFLOP/s these reach, from the convolution and dense FLOPs of flops.py (beside this script); as the yardstick, the GFLOP/s of a
 square float32 matrix product in the same process (bfloat16 too); and peak memory. The first
-call of each compiled function (tracing) is timed apart and left out of the means. Prints a
-table; --json PATH writes everything, with the load average before and after.
+call of each compiled function (tracing) is timed apart and left out of the means. From these,
+and the seconds of training's periodic evaluation (a pair of tasks every 10 meta-iterations), it
+projects the wall time of the full README run (100,000 meta-iterations, then the final
+evaluation) on the cores it may use (run it under taskset to choose them). Prints a table;
+--json PATH writes everything, with the load average before and after.
 """
 
 import dataclasses
@@ -63,6 +66,8 @@ class Config:
     training: Training
     evaluation: Evaluation
     splits: int
+    meta_iters: int = 100000   # the reference's default, which README rows 1 and 2 keep
+    eval_interval: int = 10
 
 
 def _readme_row(title, dataset, image_shape, train_shots, inner_iters, splits):
@@ -97,7 +102,8 @@ def main(argv):
 def _run_child(name):
     """Measure one configuration in a fresh Python, with its dataset's CPU kernels."""
     env = dict(os.environ)
-    env.setdefault('TF_ENABLE_ONEDNN_OPTS', cpu_kernels.ONEDNN[name])
+    for variable, value in cpu_kernels.ENVIRONMENT[name].items():
+        env.setdefault(variable, value)
     env.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, 'result.json')
@@ -127,8 +133,9 @@ def measure(config):
     classes = _synthetic_classes(config.image_shape, rng)
     gpus = tf.config.list_logical_devices('GPU')
     result = {'device': gpus[0].name if gpus else 'CPU',
-              'onednn': os.environ.get('TF_ENABLE_ONEDNN_OPTS'), 'xla': FLAGS.xla,
-              'title': config.title}
+              'onednn': os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default'), 'xla': FLAGS.xla,
+              'title': config.title, 'cores': len(os.sched_getaffinity(0)),
+              'intra_op_threads': os.environ.get('TF_NUM_INTRAOP_THREADS', 'default')}
     size = 512 if FLAGS.quick else 2048
     result['matmul_gflops'] = _matmul_gflops(size, tf.float32)
     result['matmul_bfloat16_gflops'] = _matmul_gflops(size, tf.bfloat16)
@@ -139,10 +146,17 @@ def measure(config):
         mode = 'transductive' if transductive else 'non_transductive'
         result['evaluation'][mode] = _time_evaluation(reptile, transductive, config, classes,
                                                       rng, result)
+    result['periodic_pair'] = _time_periodic_pair(reptile, config, classes, rng, iterations)
     result['peak_memory_mb'] = _peak_memory_mb(gpus)
     result['final_evaluation_tasks'] = config.splits * FINAL_EVALUATION_TASKS
     result['projected_final_evaluation_s'] = (
         result['final_evaluation_tasks'] * result['evaluation']['transductive']['batched']['seconds'])
+    result['projected_training_s'] = config.meta_iters * result['meta_iteration']['seconds']
+    result['projected_periodic_evaluation_s'] = (config.meta_iters // config.eval_interval
+                                                 * result['periodic_pair']['seconds'])
+    result['projected_full_run_s'] = (result['projected_training_s']
+                                      + result['projected_periodic_evaluation_s']
+                                      + result['projected_final_evaluation_s'])
     return result
 
 
@@ -225,6 +239,16 @@ def _time_evaluation(reptile, transductive, config, classes, rng, result):
     return timings
 
 
+def _time_periodic_pair(reptile, config, classes, rng, iterations):
+    """Seconds of training's periodic evaluation: a task of the training classes and one of the
+    test classes (here both synthetic), in one call, as train.py makes it."""
+    evaluator = Evaluator(reptile, config.evaluation)
+    pairs = [[(classes.images, evaluator.sample_task(classes, config.shape, rng))
+              for _ in range(2)] for _ in range(iterations + 1)]
+    pair_iter = iter(pairs)
+    return _timed(lambda: evaluator.count_correct(next(pair_iter)), iterations)
+
+
 def _peak_memory_mb(gpus):
     if gpus:
         return tf.config.experimental.get_memory_info(gpus[0].name)['peak'] / 2 ** 20
@@ -236,9 +260,12 @@ def table(report):
     lines = ['%-42s %10s %9s %9s' % ('', 'seconds', 'GFLOP/s', 'of matmul')]
     for result in report['results'].values():
         matmul = result['matmul_gflops']
-        lines.append('%s (%s, oneDNN %s, XLA %s)' % (result['title'], result['device'],
-                                                     result['onednn'], result['xla']))
-        rows = [('  meta-iteration', result['meta_iteration'])]
+        lines.append('%s (%s, %d core%s, threads per operation %s, oneDNN %s, XLA %s)' % (
+            result['title'], result['device'], result['cores'], 's' * (result['cores'] > 1),
+            result['intra_op_threads'],
+            result['onednn'], result['xla']))
+        rows = [('  meta-iteration', result['meta_iteration']),
+                ('  periodic evaluation (2 tasks)', result['periodic_pair'])]
         for mode, timings in result['evaluation'].items():
             for way in ('sequential', 'batched'):
                 label = '  eval task, %s, %s' % (mode.replace('_', '-'), way)
@@ -246,6 +273,9 @@ def table(report):
                     label += ' x%d' % timings['tasks_per_batch']
                 rows.append((label, timings[way]))
         for label, timing in rows:
+            if 'gflops' not in timing:
+                lines.append('%-42s %10.4f' % (label, timing['seconds']))
+                continue
             lines.append('%-42s %10.4f %9.1f %8.0f%%' % (label, timing['seconds'],
                                                          timing['gflops'],
                                                          100 * timing['gflops'] / matmul))
@@ -253,6 +283,13 @@ def table(report):
                      'final evaluation (%d tasks, transductive, batched) %.0f s'
                      % (matmul, result['matmul_bfloat16_gflops'], result['peak_memory_mb'],
                         result['final_evaluation_tasks'], result['projected_final_evaluation_s']))
+        lines.append('  projected full run on %d core%s: %.2f h (%.2f h training, %.2f h periodic '
+                     'evaluation, %.2f h final evaluation)' % (
+                         result['cores'], 's' * (result['cores'] > 1),
+                         result['projected_full_run_s'] / 3600,
+                         result['projected_training_s'] / 3600,
+                         result['projected_periodic_evaluation_s'] / 3600,
+                         result['projected_final_evaluation_s'] / 3600))
     lines.append('load average before %s, after %s' % (
         ' '.join('%.2f' % x for x in report['load_average_before']),
         ' '.join('%.2f' % x for x in report['load_average_after'])))

@@ -1,6 +1,7 @@
 """benchmarks/speed.py runs, and reports every number it promises."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -21,3 +22,10 @@ def test_quick_benchmark_of_omniglot_reports_positive_numbers(tmp_path):
                 'projected_final_evaluation_s'):
         assert result[key] > 0
     assert result['evaluation']['transductive']['tasks_per_batch'] >= 1
+    assert result['cores'] == len(os.sched_getaffinity(0))
+    assert result['periodic_pair']['seconds'] > 0
+    assert result['projected_training_s'] == 100000 * result['meta_iteration']['seconds']
+    assert result['projected_periodic_evaluation_s'] == 10000 * result['periodic_pair']['seconds']
+    assert result['projected_full_run_s'] == (result['projected_training_s']
+                                              + result['projected_periodic_evaluation_s']
+                                              + result['projected_final_evaluation_s'])
