@@ -22,7 +22,7 @@ def running_demo(*flags):
         for line in process.stdout:
             output.append(line)
             if 'http://127.0.0.1:' in line:
-                yield line.split('http://', 1)[1].split()[0].join(('http://', ''))
+                yield 'http://' + line.split('http://', 1)[1].split()[0]
                 return
         raise AssertionError('the demo stopped before serving:\n' + ''.join(output))
     finally:

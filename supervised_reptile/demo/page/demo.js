@@ -8,7 +8,6 @@ const PAD_SIZE = 105;
 const PEN_WIDTH = 5.6;
 
 const demo = {
-  ways: 0,
   classPads: [],
   queryPad: null,
   latest: 0,  // the number of the latest request: an older answer is not shown
@@ -156,7 +155,6 @@ async function predict() {
 }
 
 function buildPads(ways) {
-  demo.ways = ways;
   const classes = document.getElementById('classes');
   classes.replaceChildren();
   demo.classPads = [];
