@@ -8,10 +8,12 @@ Each configuration runs on synthetic data of its real shapes, in a process of it
 picks its CPU kernels per dataset when it loads, see cpu_kernels.py, and peak memory is per
 process). Measured: seconds per meta-iteration; seconds per evaluation task in both prediction
 modes, one task at a time (k = 1) and k side by side (the evaluation path's default k); the
-GFLOP/s these reach, from the convolution and dense FLOPs of flops.py (beside this script); as the yardstick, the GFLOP/s of a
-square float32 matrix product in the same process (bfloat16 too); and peak memory. The first
-call of each compiled function (tracing) is timed apart and left out of the means. From these,
-and the seconds of training's periodic evaluation (a pair of tasks every 10 meta-iterations), it
+GFLOP/s these reach, from the convolution and dense FLOPs of flops.py (beside this script); as
+the yardstick, the GFLOP/s of a square float32 matrix product in the same process (bfloat16
+too); the seconds of training's periodic evaluation (a pair of tasks every 10 meta-iterations)
+alone; a run of train.py's loop as a run script runs it (meta-steps, the periodic pair beside
+them, checkpoints, logs); and peak memory. The first call of each compiled function (tracing)
+is timed apart and left out of the means. From the training run and the batched evaluation it
 projects the wall time of the full README run (100,000 meta-iterations, then the final
 evaluation) on the cores it may use (run it under taskset to choose them). Prints a table;
 --json PATH writes everything, with the load average before and after.
@@ -30,12 +32,12 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=wrong-import-position
-from absl import app, flags
+from absl import app, flags, logging
 import numpy as np
 import tensorflow as tf
 
 import flops
-from supervised_reptile import cpu_kernels, models, sampling
+from supervised_reptile import cpu_kernels, models, sampling, train
 from supervised_reptile.evaluation import Evaluator
 from supervised_reptile.inner_loop import Adam
 from supervised_reptile.reptile import Reptile
@@ -44,6 +46,9 @@ from supervised_reptile.train import sample_meta_batch
 
 flags.DEFINE_bool('quick', False, 'a few repetitions and smaller yardstick products only')
 flags.DEFINE_integer('iterations', 20, 'meta-iterations timed per configuration')
+flags.DEFINE_integer('training-iterations', 100,
+                     'meta-iterations of the timed training run (train.py, with its periodic '
+                     'evaluation and checkpoints)')
 flags.DEFINE_integer('tasks', 32, 'evaluation tasks timed per configuration, mode and way')
 flags.DEFINE_integer('tasks-per-batch', 0, 'tasks per batched call (0: the evaluation default)')
 flags.DEFINE_list('configs', ['omniglot', 'miniimagenet'], 'which configurations to time')
@@ -66,14 +71,13 @@ class Config:
     training: Training
     evaluation: Evaluation
     splits: int
-    meta_iters: int = 100000   # the reference's default, which README rows 1 and 2 keep
-    eval_interval: int = 10
 
 
 def _readme_row(title, dataset, image_shape, train_shots, inner_iters, splits):
     return Config(title, dataset + '_model', image_shape, TaskShape(classes=5, shots=1),
+                  # 100,000 meta-iterations: the reference's default, which the rows keep
                   Training(train_shots=train_shots, inner_batch=10, inner_iters=inner_iters,
-                           meta_batch=5),
+                           meta_batch=5, meta_iters=100000, eval_interval=10),
                   Evaluation(inner_batch=5, inner_iters=50, transductive=True), splits)
 
 
@@ -108,7 +112,7 @@ def _run_child(name):
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, 'result.json')
         passed = ['--%s=%s' % (flag, FLAGS[flag].value) for flag in
-                  ('iterations', 'tasks', 'tasks-per-batch')]
+                  ('iterations', 'training-iterations', 'tasks', 'tasks-per-batch')]
         passed += ['--quick=%s' % FLAGS.quick, '--xla=%s' % FLAGS.xla]
         subprocess.run([sys.executable, os.path.abspath(__file__), '--child', name, '--json',
                         path] + passed, env=env, check=True)
@@ -127,6 +131,7 @@ def measure(config):
     """Every number of one configuration, as a JSON-ready dict."""
 
     tf.get_logger().setLevel('ERROR')
+    logging.set_verbosity(logging.WARNING)  # the training run's checkpoints log at INFO
     iterations = 2 if FLAGS.quick else FLAGS.iterations
     model = getattr(models, config.model)(config.shape.classes)
     rng = np.random.default_rng(0)
@@ -147,15 +152,15 @@ def measure(config):
         result['evaluation'][mode] = _time_evaluation(reptile, transductive, config, classes,
                                                       rng, result)
     result['periodic_pair'] = _time_periodic_pair(reptile, config, classes, rng, iterations)
+    result['training_run'] = _time_training_run(
+        reptile, config, classes, rng, 2 if FLAGS.quick else FLAGS['training-iterations'].value)
     result['peak_memory_mb'] = _peak_memory_mb(gpus)
     result['final_evaluation_tasks'] = config.splits * FINAL_EVALUATION_TASKS
     result['projected_final_evaluation_s'] = (
         result['final_evaluation_tasks'] * result['evaluation']['transductive']['batched']['seconds'])
-    result['projected_training_s'] = config.meta_iters * result['meta_iteration']['seconds']
-    result['projected_periodic_evaluation_s'] = (config.meta_iters // config.eval_interval
-                                                 * result['periodic_pair']['seconds'])
+    result['projected_training_s'] = (config.training.meta_iters
+                                      * result['training_run']['seconds'])
     result['projected_full_run_s'] = (result['projected_training_s']
-                                      + result['projected_periodic_evaluation_s']
                                       + result['projected_final_evaluation_s'])
     return result
 
@@ -239,6 +244,23 @@ def _time_evaluation(reptile, transductive, config, classes, rng, result):
     return timings
 
 
+def _time_training_run(reptile, config, classes, rng, iterations):
+    """Seconds per meta-iteration of train.py's loop: the meta-steps, the periodic evaluation
+    pair every eval_interval steps (beside them), the checkpoints and the logs; a first run of
+    one step, which compiles, is left out."""
+    evaluator = Evaluator(reptile, config.evaluation)
+    seconds = {}
+    with tempfile.TemporaryDirectory() as directory:
+        for name, count in (('first', 1), ('timed', iterations)):
+            training = dataclasses.replace(config.training, meta_iters=count)
+            start = time.perf_counter()
+            train.train(reptile, evaluator, classes, classes, os.path.join(directory, name), rng,
+                        config.shape, training, log_fn=lambda line: None)
+            seconds[name] = time.perf_counter() - start
+    return {'seconds': seconds['timed'] / iterations, 'first_seconds': seconds['first'],
+            'iterations': iterations}
+
+
 def _time_periodic_pair(reptile, config, classes, rng, iterations):
     """Seconds of training's periodic evaluation: a task of the training classes and one of the
     test classes (here both synthetic), in one call, as train.py makes it."""
@@ -265,7 +287,8 @@ def table(report):
             result['intra_op_threads'],
             result['onednn'], result['xla']))
         rows = [('  meta-iteration', result['meta_iteration']),
-                ('  periodic evaluation (2 tasks)', result['periodic_pair'])]
+                ('  periodic evaluation (2 tasks)', result['periodic_pair']),
+                ('  training run, per meta-iteration', result['training_run'])]
         for mode, timings in result['evaluation'].items():
             for way in ('sequential', 'batched'):
                 label = '  eval task, %s, %s' % (mode.replace('_', '-'), way)
@@ -283,12 +306,11 @@ def table(report):
                      'final evaluation (%d tasks, transductive, batched) %.0f s'
                      % (matmul, result['matmul_bfloat16_gflops'], result['peak_memory_mb'],
                         result['final_evaluation_tasks'], result['projected_final_evaluation_s']))
-        lines.append('  projected full run on %d core%s: %.2f h (%.2f h training, %.2f h periodic '
+        lines.append('  projected full run on %d core%s: %.2f h (%.2f h training with its periodic '
                      'evaluation, %.2f h final evaluation)' % (
                          result['cores'], 's' * (result['cores'] > 1),
                          result['projected_full_run_s'] / 3600,
                          result['projected_training_s'] / 3600,
-                         result['projected_periodic_evaluation_s'] / 3600,
                          result['projected_final_evaluation_s'] / 3600))
     lines.append('load average before %s, after %s' % (
         ' '.join('%.2f' % x for x in report['load_average_before']),

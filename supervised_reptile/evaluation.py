@@ -3,10 +3,11 @@ Evaluation of a meta-learned initialization: the one path every caller uses (the
 final evaluation, the periodic train/test pair during training, adaptation, the benchmark and
 the tests).
 
-Every evaluation task starts from the same weights and optimizer state and never affects another,
-so tasks are fine-tuned side by side in one compiled call, k at a time (one task is the case
-k = 1), with the inner loop of inner_loop.py, in an inner state of the evaluation's own: the
-model and the optimizer state are only read. On a GPU the tasks run in the grouped-convolution layout (see
+Every evaluation task starts from the same weights and optimizer state (a reptile.Snapshot, by
+default of the state as it is when the evaluation starts) and never affects another, so tasks
+are fine-tuned side by side in one compiled call, k at a time (one task is the case k = 1), with
+the inner loop of inner_loop.py, in an inner state of the evaluation's own: the model and the
+optimizer state are only read. On a GPU the tasks run in the grouped-convolution layout (see
 networks.py); with a tf.distribute strategy of several replicas, each replica takes its share
 of the k tasks.
 
@@ -26,6 +27,7 @@ from .inner_loop import InnerLoop, InnerState, gather_task_images
 from .networks import TaskNetwork
 from .parallel import split_over_replicas
 from .progress import Progress
+from .reptile import Snapshot
 from .statistics import Accuracy
 
 # Memory for one call's activations and their gradients; the default k is as many tasks as fit
@@ -51,6 +53,8 @@ class Evaluator:
         if grouped is None:
             grouped = bool(tf.config.list_logical_devices('GPU'))
         self.network = TaskNetwork(reptile.model, reptile.fine_tuned_variables, grouped)
+        index = {id(v): i for i, v in enumerate(reptile.meta_trained_variables)}
+        self._fine_tuned = [index[id(v)] for v in self.network.variables]
         self.inner_loop = InnerLoop(self.network, reptile.rule, reptile.weight_decay)
         self._states = {}  # per tasks in a call (on a replica): the inner state
         self._logits = tf.function(self._logits_graph, jit_compile=reptile.jit_compile)
@@ -62,25 +66,27 @@ class Evaluator:
                                         self.settings.inner_batch, self.settings.inner_iters,
                                         shape.replacement, rng)
 
-    def query_logits(self, jobs, size=None):
-        """Fine-tune on each (images, sampling.EvaluationTask) of jobs and return the logits of
-        its queries, [tasks, classes, classes].
+    def query_logits(self, jobs, size=None, start=None):
+        """Fine-tune on each (images, sampling.EvaluationTask) of jobs from start (a
+        reptile.Snapshot; by default the state as it is now) and return the logits of its
+        queries, [tasks, classes, classes].
 
         The tasks are computed size at a time (by default tasks_per_batch(), at most all of
         jobs), a short last batch padded with copies of its last task so that every call has
         the compiled shape.
         """
         size = size or min(len(jobs), self.tasks_per_batch(largest_batch(jobs[0][1])))
+        start = self._fine_tuned_part(self.reptile.snapshot() if start is None else start)
         logits = []
-        for start in range(0, len(jobs), size):
-            chunk = jobs[start:start + size]
+        for first in range(0, len(jobs), size):
+            chunk = jobs[first:first + size]
             padded = chunk + [chunk[-1]] * (size - len(chunk))
-            logits.append(self._call(*pack(padded))[:len(chunk)])
+            logits.append(self._call(start, *pack(padded))[:len(chunk)])
         return np.concatenate(logits)
 
-    def count_correct(self, jobs, size=None):
+    def count_correct(self, jobs, size=None, start=None):
         """The number of queries predicted right in each task of jobs (see query_logits)."""
-        predictions = np.argmax(self.query_logits(jobs, size), axis=-1)
+        predictions = np.argmax(self.query_logits(jobs, size, start), axis=-1)
         return [int(np.sum(p == task.query_labels)) for p, (_, task) in zip(predictions, jobs)]
 
     def accuracy(self, classes, shape, rng, name='evaluation', log_fn=print):
@@ -121,10 +127,16 @@ class Evaluator:
                                                  self.network.shapes, self.strategy)
         return self._states[num_tasks]
 
-    def _call(self, pools, batch_positions, batch_labels, support_positions, query_positions):
+    def _fine_tuned_part(self, snapshot):
+        """Of a snapshot, the weights and slots of the variables evaluation fine-tunes."""
+        return Snapshot([snapshot.weights[i] for i in self._fine_tuned],
+                        [snapshot.slots[i] for i in self._fine_tuned], snapshot.step)
+
+    def _call(self, start, pools, batch_positions, batch_labels, support_positions,
+              query_positions):
         if self.strategy is None:
             self._state(len(pools))
-            return self._logits(pools, batch_positions, batch_labels, support_positions,
+            return self._logits(start, pools, batch_positions, batch_labels, support_positions,
                                 query_positions).numpy()
         num_tasks = len(pools)
         replicas = self.strategy.num_replicas_in_sync
@@ -133,21 +145,21 @@ class Evaluator:
         tasks = split_over_replicas(self.strategy, [
             np.concatenate([array, np.repeat(array[-1:], padding, axis=0)])
             for array in (pools, batch_positions, batch_labels)])
-        logits = self._distributed_logits(tasks, tf.constant(support_positions),
+        logits = self._distributed_logits(start, tasks, tf.constant(support_positions),
                                           tf.constant(query_positions))
         return logits.numpy()[:num_tasks]
 
     # Graph code: everything below runs inside tf.function.
 
-    def _distributed_logits_graph(self, tasks, support_positions, query_positions):
+    def _distributed_logits_graph(self, start, tasks, support_positions, query_positions):
         per_replica = self.strategy.run(self._logits_graph,
-                                        args=(*tasks, support_positions, query_positions))
+                                        args=(start, *tasks, support_positions, query_positions))
         return self.strategy.gather(per_replica, axis=0)
 
-    def _logits_graph(self, pools, batch_positions, batch_labels, support_positions,
+    def _logits_graph(self, start, pools, batch_positions, batch_labels, support_positions,
                       query_positions):
         state = self._states[pools.shape[0]]
-        self.reptile.start_evaluation(state, self.network)
+        state.start(*start)
 
         def batch(step):
             return (gather_task_images(pools, batch_positions[:, step]),

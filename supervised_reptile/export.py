@@ -33,6 +33,8 @@ def plain_keras_model(model):
             # training mode.
             layers.append(keras.layers.BatchNormalization.from_config(
                 dict(layer.get_config(), trainable=True)))
+        elif isinstance(layer, models.ImageConv2D):  # Keras' own gradient is the same sum
+            layers.append(keras.layers.Conv2D.from_config(layer.get_config()))
         else:
             layers.append(type(layer).from_config(layer.get_config()))
     plain = keras.Sequential([keras.Input(model.inputs[0].shape[1:])] + layers, name=model.name)

@@ -10,11 +10,23 @@ second-moment estimates and step count carry over from task to task, within a me
 across meta-steps; evaluation fine-tunes every task from that state (evaluation.py).
 """
 
+from typing import NamedTuple
+
 import tensorflow as tf
 
 from .inner_loop import InnerLoop, InnerState, gather_images
 from .networks import TaskNetwork
 from .parallel import ParallelMetaBatch
+
+
+class Snapshot(NamedTuple):
+    """The meta-learned state at one moment, as tensors: the meta-trained variables' values, each
+    one's optimizer slots (of its shape) and the optimizer's step count. Later updates of the
+    variables leave a snapshot as it was (TensorFlow copies a variable's buffer before updating
+    it in place while a tensor still refers to it)."""
+    weights: list
+    slots: list
+    step: tf.Tensor
 
 
 class Reptile:
@@ -47,6 +59,7 @@ class Reptile:
         self.optimizer = self._task.optimizer
         self._parallel = parallel_strategy and ParallelMetaBatch(self, parallel_strategy)
         self._train_step = tf.function(self._train_step_graph, jit_compile=jit_compile)
+        self._snapshot = tf.function(self._snapshot_graph)
 
     @property
     def meta_trained_variables(self):
@@ -66,14 +79,17 @@ class Reptile:
                                         tf.constant(meta_step_size, tf.float32))
         return float(loss), bool(finite)
 
-    def start_evaluation(self, state, network):
-        """Start state, the inner state of evaluation tasks fine-tuning network's variables (the
-        fine-tuned ones), from the current weights and optimizer state, for every task."""
-        index = {id(v): i for i, v in enumerate(self.network.variables)}
-        state.start(network.read(), [[slot[0] for slot in self.optimizer.slots[index[id(v)]]]
-                                     for v in network.variables], self.optimizer.iterations)
+    def snapshot(self):
+        """A Snapshot of the weights and optimizer state as they are now: what evaluation
+        fine-tunes from."""
+        return self._snapshot()
 
     # Graph code: everything below runs inside tf.function.
+
+    def _snapshot_graph(self):
+        return Snapshot(self.network.read(),
+                        [[slot[0] for slot in slots] for slots in self.optimizer.slots],
+                        self.optimizer.iterations.read_value())
 
     def _train_step_graph(self, images, head_indices, head_labels, last_indices, last_labels,
                           meta_step_size):

@@ -1,10 +1,10 @@
 """
 The meta-training loop: host-side bookkeeping around the compiled meta-step.
 
-Every eval_interval steps one task of the training classes and one of the test classes are
-evaluated (one task each, so the logged accuracies are coarse, as in the reference); the
-accuracies go to the log and to TensorBoard under <save_dir>/train and <save_dir>/test, with
-the training loss. A checkpoint is written every 100 steps and after the last one.
+Every eval_interval steps a task of the training classes and one of the test classes are
+evaluated, beside the training (periodic.py); the accuracies go to the log and to TensorBoard
+under <save_dir>/train and <save_dir>/test, with the training loss. A checkpoint is written
+every 100 steps and after the last one.
 
 Training into a directory that holds checkpoints resumes after the newest one (see
 checkpoints.py), and a loss or weight that stops being finite ends the run before it is saved.
@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from . import checkpoints, sampling
 from .errors import UserError
+from .periodic import PeriodicEvaluation
 from .progress import Progress
 from .summaries import ScalarWriter
 
@@ -58,20 +59,21 @@ def train(reptile, evaluator, train_set, test_set, save_dir, rng, shape, trainin
                    (test_set, ScalarWriter(os.path.join(save_dir, 'test')))]
     progress = Progress(training.meta_iters, done=first_step)
     started = time.monotonic()
-    for i in range(first_step, training.meta_iters):
-        meta_batch = sample_meta_batch(train_set, shape, training, rng)
-        loss, finite = reptile.train_step(train_images, meta_batch, training.meta_step_size(i))
-        if not (finite and math.isfinite(loss)):
-            raise TrainingDiverged(_divergence_message(i, loss, finite, state))
-        progress.advance()
-        if i % training.eval_interval == 0:
-            train_accuracy, test_accuracy = _evaluate_and_log(evaluator, logged_sets, i, rng,
-                                                              shape)
-            logged_sets[0][1].scalars(i, loss=loss)
-            log_fn('batch %d: train=%f test=%f' % (i, train_accuracy, test_accuracy))
-        if i % CHECKPOINT_INTERVAL == 0 or i == training.meta_iters - 1:
-            path = state.save(i, seconds_before + time.monotonic() - started)
-            log_fn('checkpoint %s (%s)' % (path, progress.describe('steps')))
+    with PeriodicEvaluation(evaluator, logged_sets, shape, log_fn) as periodic:
+        for i in range(first_step, training.meta_iters):
+            meta_batch = sample_meta_batch(train_set, shape, training, rng)
+            loss, finite = reptile.train_step(train_images, meta_batch,
+                                              training.meta_step_size(i))
+            if not (finite and math.isfinite(loss)):
+                raise TrainingDiverged(_divergence_message(i, loss, finite, state))
+            progress.advance()
+            if i % training.eval_interval == 0:
+                periodic.start(i, loss, rng)
+            periodic.log_if_done()
+            if i % CHECKPOINT_INTERVAL == 0 or i == training.meta_iters - 1:
+                periodic.finish()
+                path = state.save(i, seconds_before + time.monotonic() - started)
+                log_fn('checkpoint %s (%s)' % (path, progress.describe('steps')))
     return seconds_before + time.monotonic() - started
 
 
@@ -97,15 +99,3 @@ def _divergence_message(step, loss, finite, state):
     return ('meta-iteration %d: %s, so the run stopped; its last good state is %s. Lower '
             '--learning-rate or --meta-step and train into a new --checkpoint'
             % (step, problem, kept))
-
-
-def _evaluate_and_log(evaluator, logged_sets, step, rng, shape):
-    """The accuracy on one sampled task of each logged set, each also written to its set's
-    TensorBoard writer as 'accuracy' at step. The tasks are drawn in the sets' order, then
-    fine-tuned side by side."""
-    jobs = [(classes.images, evaluator.sample_task(classes, shape, rng))
-            for classes, _ in logged_sets]
-    accuracies = [correct / shape.classes for correct in evaluator.count_correct(jobs)]
-    for (_, writer), accuracy in zip(logged_sets, accuracies):
-        writer.scalars(step, accuracy=accuracy)
-    return accuracies

@@ -1,6 +1,8 @@
 """The Keras models have the reference's architecture."""
 
 import numpy as np
+import pytest
+import tensorflow as tf
 
 from supervised_reptile import models
 
@@ -23,7 +25,8 @@ def test_miniimagenet_model_parameter_count_and_features():
 def test_omniglot_blocks_are_conv_stride_2_then_batch_norm_then_relu():
     model = models.omniglot_model(5)
     kinds = [type(layer).__name__ for layer in model.layers]
-    assert kinds == ['Conv2D', 'BatchStatsNormalization', 'ReLU'] * 4 + ['Flatten', 'Dense']
+    assert kinds == (['ImageConv2D', 'BatchStatsNormalization', 'ReLU']
+                     + ['Conv2D', 'BatchStatsNormalization', 'ReLU'] * 3 + ['Flatten', 'Dense'])
     assert all(layer.strides == (2, 2) for layer in model.layers if hasattr(layer, 'strides'))
     assert model.get_layer(index=-2).output.shape[-1] == 256
 
@@ -31,6 +34,27 @@ def test_omniglot_blocks_are_conv_stride_2_then_batch_norm_then_relu():
 def test_miniimagenet_blocks_put_batch_norm_before_max_pool():
     kinds = [type(layer).__name__ for layer in models.miniimagenet_model(5).layers]
     assert kinds[:4] == ['Conv2D', 'BatchStatsNormalization', 'MaxPooling2D', 'ReLU']
+
+
+@pytest.mark.parametrize('size, channels, strides', [(28, 1, 2), (28, 1, 1), (21, 3, 1),
+                                                     (21, 3, 2)])
+def test_the_image_convolution_is_a_convolution_and_so_is_its_kernel_gradient(size, channels,
+                                                                               strides):
+    rng = np.random.default_rng(3)
+    images = tf.constant(rng.random((5, size, size, channels), np.float32))
+    kernel = tf.constant(rng.normal(size=(3, 3, channels, 8)).astype(np.float32))
+    output_gradient = tf.constant(rng.normal(size=(5, -(-size // strides), -(-size // strides),
+                                                   8)).astype(np.float32))
+    results = []
+    for convolve in (models.image_convolution, tf.nn.conv2d):
+        with tf.GradientTape() as tape:
+            tape.watch(kernel)
+            outputs = convolve(images, kernel, strides, 'SAME')
+        results.append((outputs, tape.gradient(outputs, kernel, output_gradient)))
+    (outputs, gradient), (expected_outputs, expected_gradient) = results
+    np.testing.assert_array_equal(outputs, expected_outputs)
+    np.testing.assert_allclose(gradient, expected_gradient, rtol=1e-5,
+                               atol=1e-5 * np.abs(expected_gradient).max())
 
 
 def test_batch_norm_uses_batch_statistics_even_when_asked_not_to():
