@@ -12,7 +12,9 @@ GFLOP/s these reach, from the convolution and dense FLOPs of flops.py (beside th
 the yardstick, the GFLOP/s of a square float32 matrix product in the same process (bfloat16
 too); the seconds of training's periodic evaluation (a pair of tasks every 10 meta-iterations)
 alone; a run of train.py's loop as a run script runs it (meta-steps, the periodic pair beside
-them, checkpoints, logs); and peak memory. The first call of each compiled function (tracing)
+them, checkpoints, logs); the model's forward and backward pass alone on a training and an
+evaluation mini-batch, and the floor these put under a meta-iteration and an evaluation task run
+one pass after another; and peak memory. The first call of each compiled function (tracing)
 is timed apart and left out of the means. From the training run and the batched evaluation it
 projects the wall time of the full README run (100,000 meta-iterations, then the final
 evaluation) on the cores it may use (run it under taskset to choose them). Prints a table;
@@ -152,6 +154,12 @@ def measure(config):
         result['evaluation'][mode] = _time_evaluation(reptile, transductive, config, classes,
                                                       rng, result)
     result['periodic_pair'] = _time_periodic_pair(reptile, config, classes, rng, iterations)
+    result['model_pass'] = {
+        'training_batch': _time_model_pass(model, config.training.inner_batch, config.image_shape,
+                                           iterations),
+        'evaluation_batch': _time_model_pass(model, config.evaluation.inner_batch,
+                                             config.image_shape, iterations)}
+    result.update(_floors(config, result['model_pass']))
     result['training_run'] = _time_training_run(
         reptile, config, classes, rng, 2 if FLAGS.quick else FLAGS['training-iterations'].value)
     result['peak_memory_mb'] = _peak_memory_mb(gpus)
@@ -271,6 +279,46 @@ def _time_periodic_pair(reptile, config, classes, rng, iterations):
     return _timed(lambda: evaluator.count_correct(next(pair_iter)), iterations)
 
 
+def _time_model_pass(model, batch_size, image_shape, repetitions, passes_per_call=20):
+    """Seconds of the model's forward and backward pass alone on one mini-batch (the loss and
+    its gradients; no optimizer, no data movement, no bookkeeping): what an inner step costs at
+    the least on these kernels. The passes run in a compiled loop one after another, as inner
+    steps do."""
+    images = tf.random.uniform((batch_size,) + image_shape)
+    labels = tf.range(batch_size) % model.output_shape[-1]
+
+    def one_pass(count, gradient_sum):
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+        gradients = tape.gradient(loss, model.trainable_variables)
+        # Summed into the result, or the compiled loop would drop them unused.
+        return count + 1, gradient_sum + tf.add_n([tf.reduce_sum(g) for g in gradients])
+
+    @tf.function
+    def passes():
+        # parallel_iterations=1: a pass starts when the one before has ended.
+        return tf.while_loop(lambda count, _: count < passes_per_call, one_pass,
+                             [tf.constant(0), tf.constant(0.0)], parallel_iterations=1)
+    timing = _timed(lambda: passes()[1].numpy(), repetitions)
+    for key in ('seconds', 'cpu_seconds'):
+        timing[key] /= passes_per_call
+    timing['batch_size'] = batch_size
+    return timing
+
+
+def _floors(config, model_pass):
+    """The least a meta-iteration (with its share of the periodic pair) and an evaluation task
+    can take on these kernels: their mini-batches' forward and backward passes alone, one after
+    the other."""
+    training, evaluation = config.training, config.evaluation
+    train_pass = model_pass['training_batch']['seconds']
+    eval_task = evaluation.inner_iters * model_pass['evaluation_batch']['seconds']
+    return {'floor_meta_iteration_s': (training.meta_batch * training.inner_iters * train_pass
+                                       + 2 * eval_task / training.eval_interval),
+            'floor_evaluation_task_s': eval_task}
+
+
 def _peak_memory_mb(gpus):
     if gpus:
         return tf.config.experimental.get_memory_info(gpus[0].name)['peak'] / 2 ** 20
@@ -289,6 +337,9 @@ def table(report):
         rows = [('  meta-iteration', result['meta_iteration']),
                 ('  periodic evaluation (2 tasks)', result['periodic_pair']),
                 ('  training run, per meta-iteration', result['training_run'])]
+        for batch, timing in result['model_pass'].items():
+            rows.append(('  model pass alone, %s (%d)' % (batch.replace('_', ' '),
+                                                         timing['batch_size']), timing))
         for mode, timings in result['evaluation'].items():
             for way in ('sequential', 'batched'):
                 label = '  eval task, %s, %s' % (mode.replace('_', '-'), way)
@@ -302,6 +353,9 @@ def table(report):
             lines.append('%-42s %10.4f %9.1f %8.0f%%' % (label, timing['seconds'],
                                                          timing['gflops'],
                                                          100 * timing['gflops'] / matmul))
+        lines.append('  floor, the model passes alone one after another: meta-iteration with '
+                     'its periodic share %.4f s, evaluation task %.4f s' % (
+                         result['floor_meta_iteration_s'], result['floor_evaluation_task_s']))
         lines.append('  float32 matmul %.1f GFLOP/s (bfloat16 %.1f); peak memory %.0f MB; '
                      'final evaluation (%d tasks, transductive, batched) %.0f s'
                      % (matmul, result['matmul_bfloat16_gflops'], result['peak_memory_mb'],

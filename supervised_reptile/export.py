@@ -33,7 +33,7 @@ def plain_keras_model(model):
             # training mode.
             layers.append(keras.layers.BatchNormalization.from_config(
                 dict(layer.get_config(), trainable=True)))
-        elif isinstance(layer, models.ImageConv2D):  # Keras' own gradient is the same sum
+        elif isinstance(layer, keras.layers.Conv2D):  # Keras' own gradients are the same sums
             layers.append(keras.layers.Conv2D.from_config(layer.get_config()))
         else:
             layers.append(type(layer).from_config(layer.get_config()))

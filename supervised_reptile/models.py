@@ -70,6 +70,41 @@ def image_convolution(images, kernel, strides, padding):
     return convolve(kernel)
 
 
+class SplitBiasConv2D(keras.layers.Conv2D):
+    """A convolution of the input images (the Mini-ImageNet model's first layer) whose bias
+    gradient is summed apart from its kernel gradient.
+
+    TensorFlow's oneDNN rewrite merges a convolution's kernel and bias gradients into one
+    kernel, which on 84x84 colour images runs at half the speed of the two apart: on a README
+    row 2 mini-batch (10 images) 1.29 ms against 0.61 ms for the kernel gradient alone and
+    0.18 ms for the bias gradient as a row of ones times the output gradient (a product the
+    rewrite leaves alone), and a Mini-ImageNet meta-iteration became about 5% faster. The
+    forward pass and the kernel gradient are TensorFlow's own; the bias gradient is the same
+    sum, rounded in another order. The other layers, and Omniglot's, gained too little to
+    matter."""
+
+    def call(self, inputs):
+        return split_bias_convolution(inputs, tf.convert_to_tensor(self.kernel),
+                                      tf.convert_to_tensor(self.bias), self.strides,
+                                      self.padding.upper())
+
+
+def split_bias_convolution(images, kernel, bias, strides, padding):
+    """tf.nn.conv2d of images (which get no gradient) with kernel, plus bias, differentiated as
+    SplitBiasConv2D says."""
+    @tf.custom_gradient
+    def convolve(kernel, bias):
+        def gradients(output_gradient):
+            kernel_gradient = tf.raw_ops.Conv2DBackpropFilter(
+                input=images, filter_sizes=tf.shape(kernel), out_backprop=output_gradient,
+                strides=[1, *strides, 1], padding=padding)
+            rows = tf.reshape(output_gradient, [-1, bias.shape[0]])
+            bias_gradient = tf.matmul(tf.ones([1, tf.shape(rows)[0]]), rows)
+            return kernel_gradient, tf.reshape(bias_gradient, bias.shape)
+        return tf.nn.bias_add(tf.nn.conv2d(images, kernel, strides, padding), bias), gradients
+    return convolve(kernel, bias)
+
+
 def _classifier(name, input_shape, blocks, num_classes):
     layers = [keras.Input(input_shape)]
     for block in blocks:
@@ -90,10 +125,11 @@ def omniglot_model(num_classes, image_shape=(28, 28, 1)):
 def miniimagenet_model(num_classes, image_shape=(84, 84, 3)):
     """4 x [conv 32 3x3 'same' -> BN -> max-pool 2x2 'same' -> ReLU] -> dense, on images in
     [0, 1]."""
-    blocks = [[keras.layers.Conv2D(32, 3, padding='same'),
+    convolutions = [SplitBiasConv2D] + [keras.layers.Conv2D] * (NUM_BLOCKS - 1)
+    blocks = [[convolution(32, 3, padding='same'),
                BatchStatsNormalization(epsilon=1e-3),
                keras.layers.MaxPooling2D(2, strides=2, padding='same'),
-               keras.layers.ReLU()] for _ in range(NUM_BLOCKS)]
+               keras.layers.ReLU()] for convolution in convolutions]
     return _classifier('miniimagenet', image_shape, blocks, num_classes)
 
 

@@ -28,3 +28,10 @@ def test_quick_benchmark_of_omniglot_reports_positive_numbers(tmp_path):
     assert result['projected_training_s'] == 100000 * result['training_run']['seconds']
     assert result['projected_full_run_s'] == (result['projected_training_s']
                                               + result['projected_final_evaluation_s'])
+    passes = result['model_pass']
+    assert passes['training_batch']['batch_size'] == 10
+    assert passes['evaluation_batch']['batch_size'] == 5
+    # README row 1: 5 tasks x 5 steps, and a pair of 50-step tasks every 10 meta-iterations.
+    assert result['floor_evaluation_task_s'] == 50 * passes['evaluation_batch']['seconds'] > 0
+    assert result['floor_meta_iteration_s'] == (25 * passes['training_batch']['seconds']
+                                                + 2 * result['floor_evaluation_task_s'] / 10)

@@ -1,5 +1,6 @@
 """The Keras models have the reference's architecture."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -33,7 +34,8 @@ def test_omniglot_blocks_are_conv_stride_2_then_batch_norm_then_relu():
 
 def test_miniimagenet_blocks_put_batch_norm_before_max_pool():
     kinds = [type(layer).__name__ for layer in models.miniimagenet_model(5).layers]
-    assert kinds[:4] == ['Conv2D', 'BatchStatsNormalization', 'MaxPooling2D', 'ReLU']
+    assert kinds[:4] == ['SplitBiasConv2D', 'BatchStatsNormalization', 'MaxPooling2D', 'ReLU']
+    assert kinds[4:8] == ['Conv2D', 'BatchStatsNormalization', 'MaxPooling2D', 'ReLU']
 
 
 @pytest.mark.parametrize('size, channels, strides', [(28, 1, 2), (28, 1, 1), (21, 3, 1),
@@ -55,6 +57,35 @@ def test_the_image_convolution_is_a_convolution_and_so_is_its_kernel_gradient(si
     np.testing.assert_array_equal(outputs, expected_outputs)
     np.testing.assert_allclose(gradient, expected_gradient, rtol=1e-5,
                                atol=1e-5 * np.abs(expected_gradient).max())
+
+
+@pytest.mark.parametrize('strides', [1, 2])
+def test_the_split_bias_convolution_is_a_keras_convolution_and_so_are_its_gradients(strides):
+    rng = np.random.default_rng(4)
+    images = rng.random((6, 21, 21, 3), np.float32)
+    split = models.SplitBiasConv2D(8, 3, strides=strides, padding='same')
+    plain = keras.layers.Conv2D.from_config(split.get_config())
+    split.build(images.shape)
+    plain.build(images.shape)
+    weights = [rng.normal(size=w.shape).astype(np.float32) for w in split.weights]
+    split.set_weights(weights)
+    plain.set_weights(weights)
+    output_gradient = rng.normal(size=(6, -(-21 // strides), -(-21 // strides), 8))
+
+    @tf.function  # compiled, as training runs it: TensorFlow's graph rewrites apply
+    def outputs_and_gradients(layer):
+        with tf.GradientTape() as tape:
+            outputs = layer(images)
+        return outputs, tape.gradient(outputs, [layer.kernel, layer.bias],
+                                      tf.constant(output_gradient, tf.float32))
+    (outputs, gradients), (expected_outputs, expected_gradients) = (
+        outputs_and_gradients(split), outputs_and_gradients(plain))
+    np.testing.assert_array_equal(outputs, expected_outputs)
+    np.testing.assert_array_equal(gradients[0], expected_gradients[0])
+    np.testing.assert_allclose(gradients[1], output_gradient.sum(axis=(0, 1, 2)), rtol=1e-5,
+                               atol=1e-5 * np.abs(output_gradient).sum())
+    np.testing.assert_allclose(gradients[1], expected_gradients[1], rtol=1e-5,
+                               atol=1e-5 * np.abs(output_gradient).sum())
 
 
 def test_batch_norm_uses_batch_statistics_even_when_asked_not_to():
