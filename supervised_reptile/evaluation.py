@@ -102,11 +102,12 @@ class Evaluator:
             max(self.settings.inner_batch, shape.classes * shape.shots + 1)))
         progress = Progress(num_samples)
         report_every = max(1, num_samples // 10)
+        start = self.reptile.snapshot()
         correct = []
         while len(correct) < num_samples:
             count = min(size, num_samples - len(correct))
             jobs = [(classes.images, self.sample_task(classes, shape, rng)) for _ in range(count)]
-            correct.extend(self.count_correct(jobs, size))
+            correct.extend(self.count_correct(jobs, size, start))
             reports_before = progress.done // report_every
             progress.advance(count)
             if progress.done // report_every > reports_before and progress.done < num_samples:
