@@ -14,7 +14,7 @@ from supervised_reptile import cli  # first to load TensorFlow: it quiets its st
 
 from absl import flags
 
-from supervised_reptile import args, folder
+from supervised_reptile import args, folder, recipes
 from supervised_reptile.experiment import Run
 
 FLAGS = args.FLAGS
@@ -29,12 +29,11 @@ def main(argv):
         FLAGS['data-dir'].value, FLAGS['image-size'].value, FLAGS.channels, FLAGS.seed,
         FLAGS['train-fraction'].value)
     if val_set is not None:  # before training: a run must not end refused
-        val_set.check_task_size(run.shape.classes, run.shape.shots + 1, 'validation')
-    reptile = args.build_reptile(args.build_model(args.FOLDER), run.strategy)
-    evaluator = run.evaluator(reptile)
-    run.train_or_restore(reptile, evaluator, train_set, test_set)
+        run.evaluation_tasks(val_set).check('validation')
+    learner = run.learner(recipes.build_model(args.FOLDER, run.flags))
+    run.train_or_restore(learner, train_set, test_set)
     named_sets = [('Train', train_set), ('Validation', val_set), ('Test', test_set)]
-    run.evaluate(evaluator, [(name, classes) for name, classes in named_sets if classes])
+    run.evaluate(learner, [(name, classes) for name, classes in named_sets if classes])
 
 
 if __name__ == '__main__':

@@ -13,7 +13,7 @@ from supervised_reptile import cli  # first to load TensorFlow: it quiets its st
 
 from absl import flags
 
-from supervised_reptile import args, miniimagenet
+from supervised_reptile import args, miniimagenet, recipes
 from supervised_reptile.experiment import Run
 
 DATA_DIR = 'data/miniimagenet'
@@ -25,10 +25,9 @@ def main(argv):
     del argv
     run = Run('miniimagenet')
     train_set, val_set, test_set = miniimagenet.read_dataset(DATA_DIR)
-    reptile = args.build_reptile(args.build_model('miniimagenet'), run.strategy)
-    evaluator = run.evaluator(reptile)
-    run.train_or_restore(reptile, evaluator, train_set, test_set)
-    run.evaluate(evaluator, [('Train', train_set), ('Validation', val_set), ('Test', test_set)])
+    learner = run.learner(recipes.build_model('miniimagenet', run.flags))
+    run.train_or_restore(learner, train_set, test_set)
+    run.evaluate(learner, [('Train', train_set), ('Validation', val_set), ('Test', test_set)])
 
 
 if __name__ == '__main__':

@@ -12,7 +12,7 @@ from supervised_reptile import cli  # first to load TensorFlow: it quiets its st
 
 from absl import flags
 
-from supervised_reptile import args, omniglot
+from supervised_reptile import args, omniglot, recipes
 from supervised_reptile.experiment import Run
 
 DATA_DIR = 'data/omniglot'
@@ -24,10 +24,9 @@ def main(argv):
     del argv
     run = Run('omniglot')
     train_set, test_set = omniglot.load(DATA_DIR, FLAGS.seed)
-    reptile = args.build_reptile(args.build_model('omniglot'), run.strategy)
-    evaluator = run.evaluator(reptile)
-    run.train_or_restore(reptile, evaluator, train_set, test_set)
-    run.evaluate(evaluator, [('Train', train_set), ('Test', test_set)])
+    learner = run.learner(recipes.build_model('omniglot', run.flags))
+    run.train_or_restore(learner, train_set, test_set)
+    run.evaluate(learner, [('Train', train_set), ('Test', test_set)])
 
 
 if __name__ == '__main__':

@@ -1,4 +1,5 @@
-"""Package metadata: `pip install -e .` for the library, `pip install -e '.[test]'` for the tests."""
+"""Package metadata: `pip install -e .` for the library, `pip install -e '.[plots]'` for the
+figures, `pip install -e '.[test]'` for the tests."""
 
 from setuptools import find_packages, setup
 
@@ -19,12 +20,16 @@ setup(
         'absl-py',              # command-line flags
         'numpy',                # host-side task sampling
         'Pillow',               # decoding the images
-        'matplotlib',           # the figures of sine/
     ],
     extras_require={
+        # Only the figures need it (sine/, supervised_reptile.plot and compare --plot,
+        # benchmarks/pretrain_comparison.py): training, evaluation, adapt, export and the demo
+        # run without it.
+        'plots': ['matplotlib'],
         'test': [
             'pytest',
             'playwright',  # drives Chromium through the demo page (tests/test_demo_page.py)
+            'matplotlib',  # the tests draw and check the figures
         ],
     },
 )

@@ -28,10 +28,11 @@ from supervised_reptile import cli  # first: it quiets TensorFlow's start-up log
 from absl import flags
 import numpy as np
 
+# args defines --checkpoint (the run scripts' flag): here a finished run_omniglot.py run.
+from supervised_reptile import args  # pylint: disable=unused-import
 from supervised_reptile import omniglot, sampling
 from supervised_reptile.adapt import Adapter
 
-# --checkpoint (the run scripts' flag): a finished run_omniglot.py run.
 flags.DEFINE_string('data-dir', 'data/omniglot', 'the merged Omniglot (./fetch_data.sh)')
 flags.DEFINE_string('out', 'adapt_tasks', 'where the tasks are written')
 flags.DEFINE_integer('tasks', 200, 'test tasks', lower_bound=1)
@@ -61,7 +62,7 @@ def label_class(classes, image_index):
 
 def evaluation_task(task_rows, adapter):
     """The task as evaluation takes it, with adaptation's mini-batches."""
-    settings, values = adapter.evaluator.settings, adapter.values
+    settings, values = adapter.learner.evaluator.settings, adapter.values
     support = task_rows[:, 1:].reshape(-1)
     labels = np.repeat(np.arange(len(task_rows)), task_rows.shape[1] - 1)
     positions = sampling.mini_batches(len(support), settings.inner_batch, settings.inner_iters,
@@ -94,7 +95,7 @@ def main(argv):
         rows = sampling.sample_task(test_set, ways, 2, rng)
         directory = os.path.join(FLAGS.out, 'task_%03d' % number)
         write_task(directory, test_set, rows, FLAGS['data-dir'].value)
-        totals['evaluation'] += adapter.evaluator.count_correct(
+        totals['evaluation'] += adapter.learner.evaluator.count_correct(
             [(test_set.images, evaluation_task(rows, adapter))])[0]
         started = time.perf_counter()
         adapter.fit(os.path.join(directory, 'support'))
@@ -110,7 +111,7 @@ def main(argv):
              ', adapt (command line) %d right' % totals['cli'] if FLAGS.cli else ''))
     print('seconds per adaptation (fit and predict, %d-way 1-shot, %d steps): median %.3f, '
           'mean %.3f (the first, with tracing: %.1f)'
-          % (ways, adapter.evaluator.settings.inner_iters, np.median(seconds[1:]),
+          % (ways, adapter.learner.evaluator.settings.inner_iters, np.median(seconds[1:]),
              np.mean(seconds[1:]), seconds[0]))
 
 

@@ -19,6 +19,7 @@ Writes <out>/pretrain_comparison.png and .json; the pre-training's TensorBoard c
 backbone go to <out>/pretraining/.
 """
 
+import importlib.util
 import json
 import os
 import platform
@@ -32,16 +33,19 @@ from supervised_reptile import cli  # first: it quiets TensorFlow's start-up log
 
 from absl import flags
 import keras
-import matplotlib
-import numpy as np
 import tensorflow as tf
+
+if importlib.util.find_spec('matplotlib') is None:  # optional: fail now, not after measuring
+    cli.fail("this benchmark draws its figure with matplotlib, which is not installed; install "
+             "it with pip install -e '.[plots]'")
+import matplotlib
 
 from supervised_reptile import backbone, models, omniglot, pretrain
 from supervised_reptile.evaluation import Evaluator
 from supervised_reptile.inner_loop import Adam
 from supervised_reptile.reptile import Reptile
 from supervised_reptile.settings import Evaluation, TaskShape, Training
-from supervised_reptile.train import sample_meta_batch
+from supervised_reptile.tasks import ClassificationTasks
 
 matplotlib.use('Agg')  # files only, no display
 from matplotlib import pyplot
@@ -111,8 +115,10 @@ def build_reptile(backbone_dir, frozen_blocks):
 
 def test_accuracy(evaluator, test_set):
     # The same tasks at every point and for every variant: the comparisons are paired.
-    rng = np.random.default_rng(FLAGS.seed + 1)
-    return evaluator.accuracy(test_set, TaskShape(WAYS, SHOTS), rng, name='test',
+    shape = TaskShape(WAYS, SHOTS)
+    tasks = ClassificationTasks(test_set, shape.classes, shape.shots,
+                                replacement=shape.replacement, seed=FLAGS.seed + 1)
+    return evaluator.evaluate(tasks, evaluator.settings.samples, name='test',
                               log_fn=lambda line: None)
 
 
@@ -122,15 +128,17 @@ def run_variant(name, train_set, test_set, clock, backbone_dir=None, frozen_bloc
     evaluator = Evaluator(reptile, Evaluation(inner_batch=EVAL_BATCH, inner_iters=EVAL_ITERS,
                                               transductive=True, samples=FLAGS['eval-tasks'].value))
     eval_at = sorted({int(i) for i in FLAGS['eval-at'].value})
-    images = tf.constant(train_set.images)
-    rng = np.random.default_rng(FLAGS.seed)
+    shape = TaskShape(WAYS, SHOTS)
+    tasks = ClassificationTasks(train_set, shape.classes, TRAINING.train_shots,
+                                replacement=shape.replacement, seed=FLAGS.seed)
     points = []
     for i in range(FLAGS['meta-iters'].value + 1):
         if i in eval_at:
             points.append(evaluation_point(name, evaluator, test_set, i, clock))
         if i == FLAGS['meta-iters'].value:
             return points
-        batch = sample_meta_batch(train_set, TaskShape(WAYS, SHOTS), TRAINING, rng)
+        images, batch = tasks.training_tasks(TRAINING.meta_batch, TRAINING.inner_batch,
+                                             TRAINING.inner_iters, TRAINING.tail_shots)
         with clock:
             reptile.train_step(images, batch, TRAINING.meta_step_size(i))
 

@@ -42,9 +42,9 @@ import flops
 from supervised_reptile import cpu_kernels, models, sampling, train
 from supervised_reptile.evaluation import Evaluator
 from supervised_reptile.inner_loop import Adam
-from supervised_reptile.reptile import Reptile
+from supervised_reptile.learner import Reptile
 from supervised_reptile.settings import Evaluation, TaskShape, Training
-from supervised_reptile.train import sample_meta_batch
+from supervised_reptile.tasks import ClassificationTasks
 
 flags.DEFINE_bool('quick', False, 'a few repetitions and smaller yardstick products only')
 flags.DEFINE_integer('iterations', 20, 'meta-iterations timed per configuration')
@@ -146,7 +146,8 @@ def measure(config):
     size = 512 if FLAGS.quick else 2048
     result['matmul_gflops'] = _matmul_gflops(size, tf.float32)
     result['matmul_bfloat16_gflops'] = _matmul_gflops(size, tf.bfloat16)
-    reptile = Reptile(model, Adam(1e-3), jit_compile=FLAGS.xla)
+    learner = _learner(model, config)
+    reptile = learner.algorithm
     result['meta_iteration'] = _time_training(reptile, config, classes, rng, iterations)
     result['evaluation'] = {}
     for transductive in (True, False):
@@ -161,7 +162,7 @@ def measure(config):
                                              config.image_shape, iterations)}
     result.update(_floors(config, result['model_pass']))
     result['training_run'] = _time_training_run(
-        reptile, config, classes, rng, 2 if FLAGS.quick else FLAGS['training-iterations'].value)
+        learner, config, classes, rng, 2 if FLAGS.quick else FLAGS['training-iterations'].value)
     result['peak_memory_mb'] = _peak_memory_mb(gpus)
     result['final_evaluation_tasks'] = config.splits * FINAL_EVALUATION_TASKS
     result['projected_final_evaluation_s'] = (
@@ -171,6 +172,26 @@ def measure(config):
     result['projected_full_run_s'] = (result['projected_training_s']
                                       + result['projected_final_evaluation_s'])
     return result
+
+
+def _learner(model, config):
+    """The learner of a configuration: the reference's Adam, its training and evaluation
+    settings."""
+    training, evaluation = config.training, config.evaluation
+    return Reptile(model, inner_optimizer=Adam(1e-3), inner_steps=training.inner_iters,
+                   inner_batch_size=training.inner_batch, meta_batch_size=training.meta_batch,
+                   meta_step_size=training.meta_step,
+                   meta_step_size_final=training.meta_step_final,
+                   eval_steps=evaluation.inner_iters, eval_batch_size=evaluation.inner_batch,
+                   transductive=evaluation.transductive,
+                   eval_tasks_per_batch=evaluation.tasks_per_batch, jit_compile=FLAGS.xla)
+
+
+def _tasks(classes, config, rng, shots=None):
+    """The configuration's tasks of classes (of shots, by default its evaluation's) from rng."""
+    shape = config.shape
+    return ClassificationTasks(classes, shape.classes, shots or shape.shots,
+                               replacement=shape.replacement, rng=rng)
 
 
 def _synthetic_classes(shape, rng, num_classes=64, per_class=20):
@@ -211,10 +232,12 @@ def _matmul_gflops(size, dtype):
 
 
 def _time_training(reptile, config, classes, rng, iterations):
-    images = tf.constant(classes.images)
+    training = config.training
+    tasks = _tasks(classes, config, rng, training.train_shots)
 
     def meta_step():
-        reptile.train_step(images, sample_meta_batch(classes, config.shape, config.training, rng),
+        reptile.train_step(*tasks.training_tasks(training.meta_batch, training.inner_batch,
+                                                 training.inner_iters, training.tail_shots),
                            1.0)
     return _timed(meta_step, iterations, flops.meta_iteration_flops(
         reptile.model, config.training.meta_batch, config.training.inner_iters,
@@ -234,7 +257,7 @@ def _time_evaluation(reptile, transductive, config, classes, rng, result):
     if FLAGS.quick:
         tasks_per_batch = min(tasks_per_batch, 2)
     count = tasks_per_batch if FLAGS.quick else max(FLAGS.tasks, tasks_per_batch)
-    jobs = [(classes.images, evaluator.sample_task(classes, shape, rng)) for _ in range(count)]
+    jobs = evaluator.jobs(_tasks(classes, config, rng), count)
     job_iter = iter(jobs[:1] + jobs)  # a task for tracing, then each task once
     timings = {'sequential': _timed(lambda: evaluator.query_logits([next(job_iter)]), count)}
     batches = [jobs[i:i + tasks_per_batch] for i in range(0, count, tasks_per_batch)]
@@ -252,18 +275,18 @@ def _time_evaluation(reptile, transductive, config, classes, rng, result):
     return timings
 
 
-def _time_training_run(reptile, config, classes, rng, iterations):
+def _time_training_run(learner, config, classes, rng, iterations):
     """Seconds per meta-iteration of train.py's loop: the meta-steps, the periodic evaluation
     pair every eval_interval steps (beside them), the checkpoints and the logs; a first run of
     one step, which compiles, is left out."""
-    evaluator = Evaluator(reptile, config.evaluation)
+    tasks = _tasks(classes, config, rng, config.training.train_shots)
+    logged = [('train', _tasks(classes, config, rng)), ('test', _tasks(classes, config, rng))]
     seconds = {}
     with tempfile.TemporaryDirectory() as directory:
         for name, count in (('first', 1), ('timed', iterations)):
-            training = dataclasses.replace(config.training, meta_iters=count)
             start = time.perf_counter()
-            train.train(reptile, evaluator, classes, classes, os.path.join(directory, name), rng,
-                        config.shape, training, log_fn=lambda line: None)
+            train.train(learner, tasks, logged, os.path.join(directory, name), count,
+                        config.training.eval_interval, log_fn=lambda line: None)
             seconds[name] = time.perf_counter() - start
     return {'seconds': seconds['timed'] / iterations, 'first_seconds': seconds['first'],
             'iterations': iterations}
@@ -273,10 +296,10 @@ def _time_periodic_pair(reptile, config, classes, rng, iterations):
     """Seconds of training's periodic evaluation: a task of the training classes and one of the
     test classes (here both synthetic), in one call, as train.py makes it."""
     evaluator = Evaluator(reptile, config.evaluation)
-    pairs = [[(classes.images, evaluator.sample_task(classes, config.shape, rng))
-              for _ in range(2)] for _ in range(iterations + 1)]
+    source = _tasks(classes, config, rng)
+    pairs = [evaluator.jobs(source, 2) for _ in range(iterations + 1)]
     pair_iter = iter(pairs)
-    return _timed(lambda: evaluator.count_correct(next(pair_iter)), iterations)
+    return _timed(lambda: evaluator.query_logits(next(pair_iter)), iterations)
 
 
 def _time_model_pass(model, batch_size, image_shape, repetitions, passes_per_call=20):

@@ -6,10 +6,12 @@ experiments, `--help` the flags.
 
 from supervised_reptile import cli  # first: it quiets TensorFlow's start-up logs
 
+import importlib.util  # pylint: disable=wrong-import-order
+
 from absl import flags  # pylint: disable=wrong-import-order
 
 from supervised_reptile.errors import UserError
-from sine import experiment, presets
+from sine import presets
 from sine import flags as sine_flags
 
 FLAGS = flags.FLAGS
@@ -23,7 +25,13 @@ def main(argv):
     if sine_flags.wants_preset_listing(FLAGS):
         print(presets.listing())
         return
-    experiment.run(sine_flags.settings(FLAGS))
+    settings = sine_flags.settings(FLAGS)
+    # matplotlib is optional (the 'plots' extra): without it, say so before training, not after.
+    if importlib.util.find_spec('matplotlib') is None:
+        raise UserError("python -m sine draws its figures with matplotlib, which is not "
+                        "installed; install it with pip install -e '.[plots]'")
+    from sine import experiment  # pylint: disable=import-outside-toplevel
+    experiment.run(settings)
 
 
 if __name__ == '__main__':

@@ -6,8 +6,12 @@ A training batch is mini-batches xs, ys of shape [num_batches, num_tasks, batch,
 every task of the meta-batch adapts its own copy of the meta-parameters phi, all at once.
 The meta-updates follow the paper (section 4.1): Reptile moves phi towards the adapted
 weights; (FO)MAML takes the inner steps on all but the last mini-batch and steps phi along the
-gradient of the last mini-batch's loss, scaled by the inner step size, so that with SGD
-FOMAML's update is the displacement of that last step, as in supervised_reptile/reptile.py.
+gradient of the last mini-batch's loss, scaled by the inner step size.
+
+First-order MAML is named 'fomaml-gradient' because its step is the inner step size times that
+raw gradient, whatever the inner optimiser: supervised_reptile's first-order MAML (--foml)
+takes the displacement of the last inner step instead, the inner optimiser's own step. The two
+agree with SGD only.
 """
 
 import tensorflow as tf
@@ -15,7 +19,7 @@ import tensorflow as tf
 from .model import task_mean, task_mse, tile
 from .optimizers import mean_state, tile_state
 
-ALGORITHMS = ('reptile', 'fomaml', 'maml')
+ALGORITHMS = ('reptile', 'fomaml-gradient', 'maml')
 
 
 def inner_step(optimizer, params, state, inputs, targets, first_order=False):

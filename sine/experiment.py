@@ -23,6 +23,8 @@ def run(settings, log_fn=print):
     """Train and evaluate every method of the settings; write the figures and metrics.json
     into settings.output_dir and print the summary. Returns the metrics."""
     start = time.monotonic()
+    for note in settings.notes:
+        log_fn(note)
     os.makedirs(settings.output_dir, exist_ok=True)
     held_out = evaluate.held_out_tasks(settings.family, settings.eval_samples, settings.num_shots,
                                        settings.seed)

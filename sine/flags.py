@@ -8,6 +8,10 @@ in one FlagValues, as they would be in a test session that imports both.
 
 A preset (presets.py) supplies defaults for some flags; flags given on the command line win.
 Bad values raise UserError, which the entry point reports as one line.
+
+The first-order MAML and the Adam here are named fomaml-gradient and adam-pytorch, as they are
+not supervised_reptile's (see algorithms.py and optimizers.py); their old names, fomaml and
+adam, are still accepted, with a note.
 """
 
 from dataclasses import dataclass
@@ -19,18 +23,23 @@ from supervised_reptile.errors import UserError
 
 from . import presets
 from .algorithms import ALGORITHMS
-from .optimizers import SGD, Adam, RMSProp
+from .optimizers import SGD, PyTorchAdam, RMSProp
 from .tasks import FAMILIES
 from .train import Schedule
 
-OPTIMIZERS = ('sgd', 'adam', 'rmsprop')
+OPTIMIZERS = ('sgd', 'adam-pytorch', 'rmsprop')
+
+# Old names of renamed values, by flag: command lines written before the renaming still run.
+RENAMED = {'algorithm': {'fomaml': 'fomaml-gradient'}, 'inner-optimizer': {'adam': 'adam-pytorch'}}
 
 _FLAGS = [
     (flags.DEFINE_string, 'preset', presets.DEFAULT,
      'a named experiment whose settings become the defaults; "list" lists them'),
     (flags.DEFINE_list, 'algorithm', ['reptile'],
-     'meta-learning algorithm: reptile, fomaml or maml; several (comma-separated) are trained '
-     'in turn and compared'),
+     'meta-learning algorithm: reptile, fomaml-gradient (first-order MAML stepping by the inner '
+     "step size times the last mini-batch's gradient, unlike supervised_reptile's --foml, which "
+     "takes the inner optimiser's last step) or maml; several (comma-separated) are trained in "
+     'turn and compared (fomaml: the old name of fomaml-gradient)'),
     (functools.partial(flags.DEFINE_enum, enum_values=list(FAMILIES)), 'family', 'sine',
      'tasks: sine (the paper), mixture (sine or Fourier series) or radial2d '
      '(a sin(x^2 + y^2 + p))'),
@@ -38,13 +47,17 @@ _FLAGS = [
     (flags.DEFINE_float, 'amplitude-max', 5.0, 'largest task amplitude'),
     (flags.DEFINE_list, 'hidden', ['64', '64'], 'widths of the tanh hidden layers'),
     (flags.DEFINE_list, 'inner-optimizer', ['sgd'],
-     'inner-loop optimiser: sgd, adam or rmsprop; several are trained in turn'),
+     "inner-loop optimiser: sgd, adam-pytorch (PyTorch's Adam, epsilon added to the "
+     "bias-corrected root, unlike supervised_reptile's TF1 Adam) or rmsprop (PyTorch's); "
+     'several are trained in turn (adam: the old name of adam-pytorch)'),
     (flags.DEFINE_list, 'learning-rate', ['0.02'],
      'inner step size: one for every optimiser, or one per --inner-optimizer'),
-    (flags.DEFINE_float, 'adam-beta1', 0.1, "Adam's first-moment decay (the review's value)"),
-    (flags.DEFINE_float, 'adam-beta2', 0.99, "Adam's second-moment decay (the review's value)"),
+    (flags.DEFINE_float, 'adam-beta1', 0.1,
+     "adam-pytorch's first-moment decay (the review's value)"),
+    (flags.DEFINE_float, 'adam-beta2', 0.99,
+     "adam-pytorch's second-moment decay (the review's value)"),
     (flags.DEFINE_float, 'rmsprop-rho', 0.9, "RMSProp's decay (the review's value)"),
-    (flags.DEFINE_float, 'epsilon', 1e-8, 'the epsilon of Adam and RMSProp'),
+    (flags.DEFINE_float, 'epsilon', 1e-8, 'the epsilon of adam-pytorch and rmsprop'),
     (flags.DEFINE_bool, 'reset-inner-state', True,
      'give every task a fresh inner optimiser state (else the state carries over from task to '
      'task, and test tasks start from where training left it)'),
@@ -106,6 +119,7 @@ class Settings:
     output_dir: str
     chunk: int
     flag_values: dict
+    notes: tuple  # lines to print before the run: old names that were replaced
 
     @property
     def optimizers(self):
@@ -119,7 +133,7 @@ def wants_preset_listing(flag_values):
 
 def settings(flag_values):
     """The Settings of parsed flags, their preset applied. Raises UserError on bad input."""
-    values = _values_with_preset(flag_values)
+    values, notes = _renamed(_values_with_preset(flag_values))
     _check_ranges(values)
     family = FAMILIES[values['family']](amplitude=(values['amplitude-min'],
                                                    values['amplitude-max']))
@@ -149,7 +163,8 @@ def settings(flag_values):
         seed=values['seed'],
         output_dir=values['output-dir'],
         chunk=values['chunk'],
-        flag_values=values)
+        flag_values=values,
+        notes=notes)
 
 
 def _values_with_preset(flag_values):
@@ -162,6 +177,17 @@ def _values_with_preset(flag_values):
         if not flag_values[flag].present:
             values[flag] = flag_values[flag].parser.parse(value)
     return values
+
+
+def _renamed(values):
+    """The values with the old names of RENAMED replaced by the new ones, and a note for each."""
+    values, notes = dict(values), []
+    for flag, new_names in RENAMED.items():
+        notes += ["note: --%s %s is now called %s, as it is not supervised_reptile's "
+                  '(docs/sine.md)' % (flag, name, new_names[name])
+                  for name in values[flag] if name in new_names]
+        values[flag] = [new_names.get(name, name) for name in values[flag]]
+    return values, tuple(notes)
 
 
 def _check_ranges(values):
@@ -184,7 +210,7 @@ def _check_ranges(values):
 
 def _algorithms(values):
     algorithms = _names(values, 'algorithm', ALGORITHMS)
-    if values['inner-iters'] < 2 and set(algorithms) & {'fomaml', 'maml'}:
+    if values['inner-iters'] < 2 and set(algorithms) & {'fomaml-gradient', 'maml'}:
         raise UserError('(first-order) MAML needs --inner-iters of at least 2: its '
                         'meta-gradient is taken on the last mini-batch, after steps on the others')
     return algorithms
@@ -206,8 +232,9 @@ def _optimizers(values):
 
 
 def _optimizer(values, name, learning_rate):
-    if name == 'adam':
-        return Adam(learning_rate, values['adam-beta1'], values['adam-beta2'], values['epsilon'])
+    if name == 'adam-pytorch':
+        return PyTorchAdam(learning_rate, values['adam-beta1'], values['adam-beta2'],
+                           values['epsilon'])
     if name == 'rmsprop':
         return RMSProp(learning_rate, values['rmsprop-rho'], values['epsilon'])
     return SGD(learning_rate)

@@ -3,7 +3,9 @@ Inner-loop optimisers as pure functions: apply(params, grads, state) -> (params,
 
 Pure, so that the inner loop is a graph loop over tensors that MAML can differentiate through,
 and so that many tasks adapt at once (the state then has the tasks axis of the parameters).
-The update rules are PyTorch's, as in the experiments of the 2022 review.
+The update rules are PyTorch's, as in the experiments of the 2022 review, so Adam is named
+PyTorchAdam ('adam-pytorch' on the command line): supervised_reptile's inner-loop Adam is TF1's,
+which adds epsilon elsewhere.
 """
 
 from typing import NamedTuple
@@ -38,11 +40,14 @@ class SGD:
         return [p - self.learning_rate * g for p, g in zip(params, grads)], _counted(state)
 
 
-class Adam(SGD):
-    """Adam with bias-corrected moments. The review uses beta1 = 0.1 so that little momentum
+class PyTorchAdam(SGD):
+    """Adam as PyTorch computes it: lr * m_hat / (sqrt(v_hat) + epsilon), with the bias-corrected
+    moments m_hat and v_hat. TF1's rule (supervised_reptile.inner_loop.Adam, the reference's)
+    adds epsilon to the uncorrected root, which amounts to epsilon / sqrt(1 - beta2^t) here: a
+    larger epsilon in the first steps. The review uses beta1 = 0.1 so that little momentum
     leaks from one mini-batch into the next, which is what Reptile learns from."""
 
-    name = 'adam'
+    name = 'adam-pytorch'
     num_slots = 2
 
     def __init__(self, learning_rate, beta1, beta2, epsilon):
@@ -64,7 +69,8 @@ class Adam(SGD):
 
 
 class RMSProp(SGD):
-    """RMSProp without momentum: steps scaled by a running root mean square of the gradient."""
+    """RMSProp without momentum: steps scaled by a running root mean square of the gradient,
+    epsilon added to the root (PyTorch's rule; Keras adds it under the root)."""
 
     name = 'rmsprop'
     num_slots = 1

@@ -31,9 +31,8 @@ import sys
 
 import numpy as np
 
-from . import args, checkpoints, folder, images, results, sampling
+from . import checkpoints, folder, images, recipes, results
 from .errors import UserError
-from .evaluation import Evaluator
 
 # The run's flags that adaptation may override.
 OVERRIDES = ('eval-iters', 'eval-batch', 'transductive', 'weight-decay', 'seed')
@@ -48,15 +47,15 @@ class Prediction:
 
 
 class Adapter:
-    """A meta-trained model and the settings of its run's evaluation, fine-tuned on a support set
-    (fit) to classify queries (predict). Fine-tuning starts afresh from the meta-learned weights
-    and optimizer state for every predict; nothing of it is kept."""
+    """A meta-trained run's learner (learner.py) with the settings of its run's evaluation,
+    fine-tuned on a support set (fit) to classify queries (predict). Fine-tuning starts afresh
+    from the meta-learned weights and optimizer state for every predict; nothing of it is
+    kept."""
 
-    def __init__(self, reptile, evaluator, values):
-        self.reptile = reptile
-        self.evaluator = evaluator
+    def __init__(self, learner, values):
+        self.learner = learner
         self.values = values
-        self.image_shape = tuple(reptile.model.inputs[0].shape[1:])
+        self.image_shape = tuple(learner.model.inputs[0].shape[1:])
         self.ways = values['classes']
         self.converted = 0  # images converted to the model's number of channels
         self._support = None
@@ -80,13 +79,13 @@ class Adapter:
                                           for name, value in overrides.items()})
         values.update({'parallel-meta-batch': False, 'distribute': 'none', 'xla': False,
                        'eval-tasks-batch': 1})
-        reptile = args.build_reptile(args.build_model(record['dataset'], values), values=values)
-        checkpoints.restore_latest(reptile, directory)
-        return cls(reptile, Evaluator(reptile, args.evaluation_settings(values)), values)
+        learner = recipes.build_learner(recipes.build_model(record['dataset'], values), values)
+        checkpoints.restore_latest(learner.algorithm, directory)
+        return cls(learner, values)
 
     def fit(self, support):
         """Take the support set: a folder of <class>/<images>, or {class name: [image paths or
-        uint8 arrays]}; classes in sorted order of their names."""
+        arrays]}; classes in sorted order of their names (arrays: see predict)."""
         if isinstance(support, (str, os.PathLike)):
             support = {name: [os.path.join(support, name, f) for f in
                               folder.image_files(os.path.join(support, name))]
@@ -103,39 +102,56 @@ class Adapter:
         return self
 
     def predict(self, queries):
-        """The Prediction of each query (an image path or a uint8 array)."""
+        """The Prediction of each query: an image path, or an array of the model's input shape,
+        uint8 (0-255, as images are read) or float (0-1, as the model takes them)."""
         if self._support is None:
             raise UserError('fit a support set before predicting')
         names, arrays = self._support
         support = [array for class_arrays in arrays for array in class_arrays]
         labels = np.repeat(np.arange(len(names)), [len(a) for a in arrays])
+        if not queries:
+            raise UserError('no query to predict; give one or more images')
         query_arrays = [self._image(query) for query in queries]
-        settings = self.evaluator.settings
-        rng = np.random.default_rng(self.values['seed'])
-        positions = sampling.mini_batches(len(support), settings.inner_batch,
-                                          settings.inner_iters, self.values['replacement'], rng)
-        task = sampling.EvaluationTask(
-            positions, labels[positions], np.arange(len(support)),
-            len(support) + np.arange(len(query_arrays)), np.zeros(len(query_arrays), np.int64))
-        logits = self.evaluator.query_logits([(np.stack(support + query_arrays), task)])[0]
+        support, query_arrays = _one_type(support), _one_type(query_arrays)
+        if support.dtype != query_arrays.dtype:
+            support, query_arrays = _as_floats(support), _as_floats(query_arrays)
+        logits = self.learner.predict(support, labels, query_arrays,
+                                      replacement=self.values['replacement'])
         probabilities = _softmax(logits[:, :len(names)])
         return [Prediction(_label(query, index), names[int(np.argmax(p))],
                            {name: float(value) for name, value in zip(names, p)})
                 for index, (query, p) in enumerate(zip(queries, probabilities))]
 
     def _image(self, item):
-        """An image path or array as the model's input array."""
+        """An image path or array as the model's input array: uint8, or float32 in [0, 1]."""
         if not isinstance(item, (str, os.PathLike)):
-            array = np.asarray(item, np.uint8)
+            array = np.asarray(item)
             if array.shape != self.image_shape:
                 raise UserError('an image array of shape %s for a model of %s images; '
                                 'preprocess it with images.to_array' % (array.shape,
                                                                         self.image_shape))
-            return array
+            if array.dtype == np.uint8:
+                return array
+            if array.dtype.kind not in 'fiub' or not 0 <= array.min() <= array.max() <= 1:
+                raise UserError('an image array of %s values outside [0, 1]; give uint8 '
+                                'images (0-255) or floats in [0, 1]' % array.dtype)
+            return array.astype(np.float32)
         size, _, channels = self.image_shape
         image = images.load(item)
         self.converted += images.colour_bands(image) != channels
         return images.to_array(image, size, channels)
+
+
+def _one_type(arrays):
+    """Image arrays stacked: uint8 if all are, float32 in [0, 1] otherwise."""
+    if all(array.dtype == np.uint8 for array in arrays):
+        return np.stack(arrays)
+    return np.stack([_as_floats(array) for array in arrays])
+
+
+def _as_floats(array):
+    """uint8 images as the model's float inputs (the compiled step's scaling); floats kept."""
+    return array.astype(np.float32) / np.float32(255) if array.dtype == np.uint8 else array
 
 
 def _support_classes(directory):
@@ -201,5 +217,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
+    from . import args  # the command's flags, defined only when it runs
     args.define_adapt_flags()
     cli.run(main)

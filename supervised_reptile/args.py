@@ -1,9 +1,12 @@
 """
-Command-line flags shared by run_omniglot.py and run_miniimagenet.py, and what they build.
+Command-line flags of the run scripts and of `python -m supervised_reptile.{adapt,export,demo}`.
 
 The flags, their dashed spellings, defaults and meanings are the reference implementation's,
-so its commands run unchanged. Nothing outside this module reads a flag: the functions below
-turn them into settings objects (settings.py) and the algorithm.
+so its commands run unchanged. The run scripts and those commands read the flags' values here
+(flag_values()) and hand them to recipes.py, which builds the model, the learner and the
+settings objects from them; nothing below the command line reads a flag. Importing the package
+(or its library API) defines none of these flags: only the command-line entry points import
+this module.
 
 Flags are resolved while they are parsed (resolve(), called by cli.run): --preset NAME
 (presets.py) gives every flag it names the preset's value unless the flag is on the command
@@ -20,10 +23,8 @@ import tensorflow as tf
 
 from . import backbone, evaluation, folder, models, presets
 from .errors import UserError
-from .inner_loop import SGD, Adam
 from .pretrain import Settings as PretrainSettings
-from .reptile import FOML, Reptile
-from .settings import Evaluation, TaskShape, Training
+from .recipes import FOLDER
 
 flags.DEFINE_bool('pretrained', False, 'evaluate a pre-trained model')
 flags.DEFINE_integer('seed', 0, 'random seed')
@@ -105,9 +106,6 @@ flags.DEFINE_bool('xla', False, 'compile training and evaluation with XLA (slowe
 
 FLAGS = flags.FLAGS
 
-# The dataset name of run_folder.py's runs.
-FOLDER = 'folder'
-
 # Flags that only shape meta-training. An evaluation of a trained checkpoint (--pretrained)
 # records the training run's values of these, not its own.
 TRAINING_FLAGS = ('train-shots', 'inner-batch', 'inner-iters', 'meta-step', 'meta-step-final',
@@ -124,11 +122,6 @@ RESUMABLE_CHANGES = ('checkpoint', 'pretrained', 'preset', 'eval-samples', 'eval
 
 def _value(name):
     return FLAGS[name].value
-
-
-def _or_flags(values):
-    """values (flag name -> value, as a run records them), or the flags' own values."""
-    return flag_values() if values is None else values
 
 
 # Checks across flags: (whether the values are consistent, the message if not). They run after
@@ -150,6 +143,9 @@ _CHECKS = [
      '--distribute shares out the tasks of --parallel-meta-batch; add --parallel-meta-batch or '
      'drop --distribute'),
     (lambda v: v.get('channels', 1) in (1, 3), '--channels must be 1 (grey) or 3 (RGB)'),
+    (lambda v: 0 < v['weight-decay'] <= 1,
+     '--weight-decay is the rate the weights are multiplied by before each inner step: give a '
+     'value above 0 and at most 1 (1, the default, is none)'),
 ]
 
 
@@ -241,46 +237,6 @@ def seed_everything():
     return np.random.default_rng(_value('seed'))
 
 
-def build_model(dataset, values=None):
-    """The model of a run script's dataset: Omniglot's or Mini-ImageNet's, for --classes ways;
-    for an image folder, the --model family (by default the one of --channels) on images of
-    --image-size and --channels."""
-    values = _or_flags(values)
-    if dataset != FOLDER:
-        return models.FAMILIES[dataset](values['classes'])
-    family = values['model']
-    if family == 'auto':
-        family = 'omniglot' if values['channels'] == 1 else 'miniimagenet'
-    return models.FAMILIES[family](values['classes'], (values['image-size'],) * 2 +
-                                   (values['channels'],))
-
-
-def inner_rule(values=None):
-    """The inner loop's optimizer rule: the reference's Adam, or plain SGD with --sgd."""
-    values = _or_flags(values)
-    learning_rate = values['learning-rate']
-    return SGD(learning_rate) if values['sgd'] else Adam(learning_rate)
-
-
-def build_reptile(model, strategy=None, values=None):
-    """Reptile, or first-order MAML with --foml, training model with inner_rule(); with
-    --parallel-meta-batch, training the tasks of a meta-batch side by side on strategy's
-    replicas (build_strategy()'s by default).
-
-    The first --freeze-blocks conv blocks are frozen before the optimizer state is made, so that
-    it holds none for them; evaluation leaves the first --freeze-eval-blocks out as well."""
-    values = _or_flags(values)
-    backbone.freeze(model, values['freeze-blocks'])
-    eval_blocks = values['freeze-eval-blocks']
-    if eval_blocks is None:
-        eval_blocks = values['freeze-blocks']
-    algorithm = FOML if values['foml'] else Reptile
-    parallel_strategy = (strategy or build_strategy()) if values['parallel-meta-batch'] else None
-    return algorithm(model, inner_rule(values), weight_decay=values['weight-decay'],
-                     frozen_in_evaluation=backbone.block_variables(model, eval_blocks),
-                     parallel_strategy=parallel_strategy, jit_compile=values['xla'])
-
-
 def build_strategy():
     """The tf.distribute strategy of --distribute. Multi-worker collectives can only be set up
     before TensorFlow runs its first op, so a run script makes it first."""
@@ -303,29 +259,3 @@ def backbone_kwargs():
             eval_interval=_value('pretrain-eval-interval'), patience=_value('pretrain-patience'),
             seed=_value('seed'))
     return {'settings': settings, 'source': _value('pretrained-backbone')}
-
-
-def task_shape(values=None):
-    """The tasks of the run (settings.TaskShape)."""
-    values = _or_flags(values)
-    return TaskShape(classes=values['classes'], shots=values['shots'],
-                     replacement=values['replacement'])
-
-
-def training(values=None):
-    """Meta-training settings (settings.Training)."""
-    values = _or_flags(values)
-    return Training(
-        train_shots=values['train-shots'] or values['shots'], inner_batch=values['inner-batch'],
-        inner_iters=values['inner-iters'], meta_step=values['meta-step'],
-        meta_step_final=values['meta-step-final'], meta_batch=values['meta-batch'],
-        meta_iters=values['meta-iters'], eval_interval=values['eval-interval'],
-        tail_shots=values['foml-tail'])
-
-
-def evaluation_settings(values=None):
-    """Evaluation settings (settings.Evaluation)."""
-    values = _or_flags(values)
-    return Evaluation(inner_batch=values['eval-batch'], inner_iters=values['eval-iters'],
-                      transductive=values['transductive'], samples=values['eval-samples'],
-                      tasks_per_batch=values['eval-tasks-batch'])

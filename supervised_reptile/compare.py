@@ -8,7 +8,8 @@ test accuracy beside each published cell of the same setting (dataset, ways, sho
 transduction, algorithm, inner optimizer; published.py), the difference and whether it lies
 within the combined interval. It refuses, naming the run, a directory without results, a run
 whose setting has no published cell, and a run whose setting is not the one its preset
-reproduces.
+reproduces. With --plot FILE.png it also draws every run's test accuracy and interval beside
+the published numbers of its setting, with theirs (plot.comparison_figure).
 """
 
 import argparse
@@ -16,7 +17,7 @@ import math
 import os
 import sys
 
-from . import presets, published, results
+from . import plot, presets, published, results
 from .errors import UserError
 
 # What this command reads from a results file (experiment.Run writes more).
@@ -129,13 +130,17 @@ def _cell_columns(record, cell):
     run_half_width = None if test['ci95'] is None else 100 * test['ci95']
     difference = 100 * test['mean'] - cell.accuracy
     half_width = combined_half_width(run_half_width, cell.half_width)
-    source = cell.describe_source()
-    preset = presets.PRESETS.get(record.get('preset'))
-    if preset is not None and preset.cell() == cell:
-        source += ' (preset)'
-    return [cell.describe_value(), source, '%+.2f' % difference,
+    return [cell.describe_value(), _source(record, cell), '%+.2f' % difference,
             'n/a' if half_width is None else '± %.2f' % half_width,
             within(difference, half_width)]
+
+
+def _source(record, cell):
+    """Where a cell is published, marked if the run's preset reproduces it."""
+    preset = presets.PRESETS.get(record.get('preset'))
+    if preset is not None and preset.cell() == cell:
+        return cell.describe_source() + ' (preset)'
+    return cell.describe_source()
 
 
 def table(runs):
@@ -161,15 +166,42 @@ def _sources():
             for key, citation in published.SOURCES.items()]
 
 
+def figure_panels(runs):
+    """The panels of plot.comparison_figure for (label, record) runs: a title (the run, then
+    what it measured), the run's test accuracy and the published cells of its setting, in
+    percent."""
+    panels = []
+    for label, record in runs:
+        test = record['accuracy']['test']
+        run_half_width = None if test['ci95'] is None else 100 * test['ci95']
+        run = plot.Estimate('this run (%s tasks)' % format(test['num_tasks'], ','),
+                            100 * test['mean'], run_half_width)
+        cells = [plot.Estimate('published: ' + _source(record, cell), cell.accuracy,
+                               cell.half_width, cell.decimals)
+                 for cell in matching_cells(label, record)]
+        title = '%s\n%s, %s meta-iterations' % (label, run_setting(record).describe(),
+                                                 format(record['iterations'], ','))
+        panels.append((title, run, cells))
+    return panels
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog='python -m supervised_reptile.compare',
         description='Compare finished runs with the published accuracies (markdown table).')
     parser.add_argument('directories', nargs='+', metavar='CHECKPOINT_DIR',
                         help='checkpoint directories of finished runs')
+    parser.add_argument('--plot', metavar='FILE.png',
+                        help='also draw the comparison into this picture (its extension names '
+                             'the format)')
     options = parser.parse_args(argv)
     try:
-        print(table(load_runs(options.directories)))
+        runs = load_runs(options.directories)
+        comparison = table(runs)
+        # Drawn before the table is printed: a picture that cannot be made is the only output.
+        if options.plot:
+            plot.save(plot.comparison_figure(figure_panels(runs)), options.plot)
+        print(comparison)
     except UserError as exc:
         print('error: %s' % exc, file=sys.stderr)
         return 2

@@ -1,5 +1,5 @@
 """The one kind of error a user can fix."""
 
 
-class UserError(Exception):
+class UserError(ValueError):
     """Bad input (flags, data, checkpoints): the message names the problem and the fix."""

@@ -11,10 +11,11 @@ optimizer state are only read. On a GPU the tasks run in the grouped-convolution
 networks.py); with a tf.distribute strategy of several replicas, each replica takes its share
 of the k tasks.
 
-The host side packs each task's images (support, then queries) into one small uint8 array, so
-tasks of different image sets (training and test classes) can share a call. Accuracy is the
-fraction of query images predicted right, over all tasks (one query per class per task, as in
-the reference), with a 95% confidence interval over tasks.
+The host side packs each task's inputs (support, then queries) into one small array, so tasks of
+different sources (training and test classes) can share a call. A task's score is its source's
+(tasks.py): the fraction of its queries predicted right (one query per class per task, as in the
+reference), or its mean query loss for regression; an evaluation reports the mean score over
+tasks with a 95% confidence interval.
 """
 
 import math
@@ -23,12 +24,12 @@ import numpy as np
 import tensorflow as tf
 
 from . import sampling
-from .inner_loop import InnerLoop, InnerState, gather_task_images
+from .inner_loop import InnerLoop, InnerState, gather_task_inputs
 from .networks import TaskNetwork
 from .parallel import split_over_replicas
 from .progress import Progress
 from .reptile import Snapshot
-from .statistics import Accuracy
+from .statistics import Estimate
 
 # Memory for one call's activations and their gradients; the default k is as many tasks as fit
 # (1-shot Mini-ImageNet: ~34 MB a task, 5-shot ~150 MB), at most MAX_TASKS_PER_BATCH, beyond
@@ -38,7 +39,7 @@ MAX_TASKS_PER_BATCH = 16
 
 
 class Evaluator:
-    """Fine-tunes tasks from reptile's current state with the settings of an evaluation
+    """Fine-tunes tasks from reptile's state with the settings of an evaluation
     (settings.Evaluation) and predicts their queries.
 
     grouped chooses the layout of networks.TaskNetwork (by default: grouped on a GPU); a
@@ -55,33 +56,35 @@ class Evaluator:
         self.network = TaskNetwork(reptile.model, reptile.fine_tuned_variables, grouped)
         index = {id(v): i for i, v in enumerate(reptile.meta_trained_variables)}
         self._fine_tuned = [index[id(v)] for v in self.network.variables]
-        self.inner_loop = InnerLoop(self.network, reptile.rule, reptile.weight_decay)
+        self._fine_tuned_ids = {id(v) for v in self.network.variables}
+        self._shared = [index[id(v)] for v in self.network.shared_variables]
+        self.inner_loop = InnerLoop(self.network, reptile.rule, reptile.weight_decay, reptile.loss)
         self._states = {}  # per tasks in a call (on a replica): the inner state
         self._logits = tf.function(self._logits_graph, jit_compile=reptile.jit_compile)
         self._distributed_logits = tf.function(self._distributed_logits_graph)
+        self._fine_tune = tf.function(self._fine_tune_graph)
 
-    def sample_task(self, classes, shape, rng):
-        """Draw an evaluation task (a sampling.EvaluationTask) of shape (settings.TaskShape)."""
-        return sampling.evaluation_task(classes, shape.classes, shape.shots,
-                                        self.settings.inner_batch, self.settings.inner_iters,
-                                        shape.replacement, rng)
+    def jobs(self, source, count):
+        """count (inputs, sampling.EvaluationTask) pairs drawn from source (tasks.py), with this
+        evaluation's fine-tuning mini-batches."""
+        return source.evaluation_jobs(count, self.settings.inner_batch, self.settings.inner_iters)
 
     def query_logits(self, jobs, size=None, start=None):
-        """Fine-tune on each (images, sampling.EvaluationTask) of jobs from start (a
-        reptile.Snapshot; by default the state as it is now) and return the logits of its
-        queries, [tasks, classes, classes].
+        """Fine-tune on each (inputs, sampling.EvaluationTask) of jobs from start (a
+        reptile.Snapshot; by default the state as it is now) and return the outputs of its
+        queries, [tasks, queries, ...].
 
         The tasks are computed size at a time (by default tasks_per_batch(), at most all of
         jobs), a short last batch padded with copies of its last task so that every call has
         the compiled shape.
         """
         size = size or min(len(jobs), self.tasks_per_batch(largest_batch(jobs[0][1])))
-        start = self._fine_tuned_part(self.reptile.snapshot() if start is None else start)
+        start, shared = self._split(self.reptile.snapshot() if start is None else start)
         logits = []
         for first in range(0, len(jobs), size):
             chunk = jobs[first:first + size]
             padded = chunk + [chunk[-1]] * (size - len(chunk))
-            logits.append(self._call(start, *pack(padded))[:len(chunk)])
+            logits.append(self._call(start, shared, *pack(padded))[:len(chunk)])
         return np.concatenate(logits)
 
     def count_correct(self, jobs, size=None, start=None):
@@ -89,31 +92,43 @@ class Evaluator:
         predictions = np.argmax(self.query_logits(jobs, size, start), axis=-1)
         return [int(np.sum(p == task.query_labels)) for p, (_, task) in zip(predictions, jobs)]
 
-    def accuracy(self, classes, shape, rng, name='evaluation', log_fn=print):
-        """Accuracy over settings.samples independent tasks of shape drawn from classes.
+    def evaluate(self, source, num_tasks, name='evaluation', log_fn=print):
+        """The mean score of num_tasks independent tasks drawn from source (a statistics.Estimate
+        over tasks), with a line to log_fn after every tenth of them.
 
         The tasks are drawn in the order one-by-one evaluation would draw them, since
         fine-tuning draws no random numbers: how many run side by side does not change which
         tasks are evaluated.
         """
-        classes.check_task_size(shape.classes, shape.shots + 1, name)
-        num_samples = self.settings.samples
-        size = min(num_samples, self.tasks_per_batch(
-            max(self.settings.inner_batch, shape.classes * shape.shots + 1)))
-        progress = Progress(num_samples)
-        report_every = max(1, num_samples // 10)
+        source.check('evaluation')
+        size = min(num_tasks, self.tasks_per_batch(
+            max(self.settings.inner_batch, source.support_size + 1)))
+        progress = Progress(num_tasks)
+        report_every = max(1, num_tasks // 10)
         start = self.reptile.snapshot()
-        correct = []
-        while len(correct) < num_samples:
-            count = min(size, num_samples - len(correct))
-            jobs = [(classes.images, self.sample_task(classes, shape, rng)) for _ in range(count)]
-            correct.extend(self.count_correct(jobs, size, start))
+        scores = []
+        while len(scores) < num_tasks:
+            jobs = self.jobs(source, min(size, num_tasks - len(scores)))
+            outputs = self.query_logits(jobs, size, start)
+            scores.extend(source.task_scores(outputs, jobs, self.reptile.loss))
             reports_before = progress.done // report_every
-            progress.advance(count)
-            if progress.done // report_every > reports_before and progress.done < num_samples:
-                log_fn('  %s: %s, accuracy so far %f' % (
-                    name, progress.describe('tasks'), sum(correct) / (len(correct) * shape.classes)))
-        return Accuracy.from_task_accuracies(np.array(correct) / shape.classes)
+            progress.advance(len(jobs))
+            if progress.done // report_every > reports_before and progress.done < num_tasks:
+                log_fn('  %s: %s, %s so far %f' % (
+                    name, progress.describe('tasks'),
+                    'accuracy' if source.classification else 'query loss', np.mean(scores)))
+        return Estimate.from_task_values(scores)
+
+    def fine_tuned_weights(self, job, start=None):
+        """The weights of the model's trainable variables after fine-tuning on one (inputs,
+        sampling.EvaluationTask) from start (by default the state as it is now)."""
+        start, shared = self._split(self.reptile.snapshot() if start is None else start)
+        pools, positions, labels = pack([job])[:3]
+        self._state(1)
+        tuned = iter(self._fine_tune(start, shared, pools, positions, labels))
+        others = iter(shared)
+        return [next(tuned)[0] if id(v) in self._fine_tuned_ids else next(others)
+                for v in self.network.model.trainable_variables]
 
     def tasks_per_batch(self, batch_size):
         """k: settings.tasks_per_batch, or as many tasks of batch_size images at most at once as
@@ -128,17 +143,20 @@ class Evaluator:
                                                  self.network.shapes, self.strategy)
         return self._states[num_tasks]
 
-    def _fine_tuned_part(self, snapshot):
-        """Of a snapshot, the weights and slots of the variables evaluation fine-tunes."""
-        return Snapshot([snapshot.weights[i] for i in self._fine_tuned],
-                        [snapshot.slots[i] for i in self._fine_tuned], snapshot.step)
+    def _split(self, snapshot):
+        """Of a snapshot, the part evaluation fine-tunes from (a Snapshot of the fine-tuned
+        variables) and the values of the other meta-trained variables, which it reads from the
+        snapshot too, never from the model that training may be updating."""
+        return (Snapshot([snapshot.weights[i] for i in self._fine_tuned],
+                         [snapshot.slots[i] for i in self._fine_tuned], snapshot.step),
+                [snapshot.weights[i] for i in self._shared])
 
-    def _call(self, start, pools, batch_positions, batch_labels, support_positions,
+    def _call(self, start, shared, pools, batch_positions, batch_labels, support_positions,
               query_positions):
         if self.strategy is None:
             self._state(len(pools))
-            return self._logits(start, pools, batch_positions, batch_labels, support_positions,
-                                query_positions).numpy()
+            return self._logits(start, shared, pools, batch_positions, batch_labels,
+                                support_positions, query_positions).numpy()
         num_tasks = len(pools)
         replicas = self.strategy.num_replicas_in_sync
         padding = -num_tasks % replicas  # copies of the last task, dropped from the result
@@ -146,31 +164,40 @@ class Evaluator:
         tasks = split_over_replicas(self.strategy, [
             np.concatenate([array, np.repeat(array[-1:], padding, axis=0)])
             for array in (pools, batch_positions, batch_labels)])
-        logits = self._distributed_logits(start, tasks, tf.constant(support_positions),
+        logits = self._distributed_logits(start, shared, tasks, tf.constant(support_positions),
                                           tf.constant(query_positions))
         return logits.numpy()[:num_tasks]
 
     # Graph code: everything below runs inside tf.function.
 
-    def _distributed_logits_graph(self, start, tasks, support_positions, query_positions):
-        per_replica = self.strategy.run(self._logits_graph,
-                                        args=(start, *tasks, support_positions, query_positions))
+    def _distributed_logits_graph(self, start, shared, tasks, support_positions,
+                                  query_positions):
+        per_replica = self.strategy.run(self._logits_graph, args=(
+            start, shared, *tasks, support_positions, query_positions))
         return self.strategy.gather(per_replica, axis=0)
 
-    def _logits_graph(self, start, pools, batch_positions, batch_labels, support_positions,
-                      query_positions):
+    def _logits_graph(self, start, shared, pools, batch_positions, batch_labels,
+                      support_positions, query_positions):
+        state = self._fine_tuned_state(start, shared, pools, batch_positions, batch_labels)
+
+        def every_task(positions):
+            return gather_task_inputs(pools, tf.tile(positions[None], [pools.shape[0], 1]))
+        return self.inner_loop.predict(state, every_task(support_positions),
+                                       every_task(query_positions), self.settings.transductive,
+                                       shared)
+
+    def _fine_tune_graph(self, start, shared, pools, batch_positions, batch_labels):
+        state = self._fine_tuned_state(start, shared, pools, batch_positions, batch_labels)
+        return state.read_weights()
+
+    def _fine_tuned_state(self, start, shared, pools, batch_positions, batch_labels):
         state = self._states[pools.shape[0]]
         state.start(*start)
 
         def batch(step):
-            return (gather_task_images(pools, batch_positions[:, step]),
-                    batch_labels[:, step])
-        self.inner_loop.fine_tune(state, batch, tf.shape(batch_positions)[1])
-
-        def every_task(positions):
-            return gather_task_images(pools, tf.tile(positions[None], [pools.shape[0], 1]))
-        return self.inner_loop.predict(state, every_task(support_positions),
-                                       every_task(query_positions), self.settings.transductive)
+            return gather_task_inputs(pools, batch_positions[:, step]), batch_labels[:, step]
+        self.inner_loop.fine_tune(state, batch, tf.shape(batch_positions)[1], shared)
+        return state
 
 
 def largest_batch(task):
@@ -188,8 +215,8 @@ def default_tasks_per_batch(model, batch_size):
 
 
 def pack(jobs):
-    """The tasks of jobs as arrays of task-local image positions: (pools [k, n, ...] uint8,
-    fine-tuning batch positions [k, steps, batch], their labels, support positions [s], query
+    """The tasks of jobs as arrays of task-local input positions: (pools [k, n, ...],
+    fine-tuning batch positions [k, steps, batch], their targets, support positions [s], query
     positions [q])."""
     pools, batch_positions = [], []
     for images, task in jobs:
@@ -199,7 +226,7 @@ def pack(jobs):
     num_support = len(jobs[0][1].support_indices)
     num_queries = len(jobs[0][1].query_indices)
     return (np.stack(pools), np.stack(batch_positions).astype(np.int32),
-            np.stack([task.batch_labels for _, task in jobs]).astype(np.int32),
+            sampling.compact(np.stack([task.batch_labels for _, task in jobs])),
             np.arange(num_support, dtype=np.int32),
             np.arange(num_support, num_support + num_queries, dtype=np.int32))
 

@@ -22,10 +22,9 @@ import tensorflow as tf
 
 import supervised_reptile
 
-from . import args, checkpoints, pretrain, published, results
+from . import args, checkpoints, pretrain, published, recipes, results
 from .errors import UserError
-from .evaluation import Evaluator
-from .train import check_task_sizes, train
+from .train import train
 
 
 class Run:
@@ -39,9 +38,8 @@ class Run:
         self.rng = args.seed_everything()
         self.flags = args.flag_values()
         self.preset = self.flags['preset']
-        self.shape = args.task_shape()
-        self.training = args.training()
-        self.evaluation = args.evaluation_settings()
+        self.training = recipes.training(self.flags)
+        self.evaluation = recipes.evaluation_settings(self.flags)
         self.directory = self.flags['checkpoint']
         self.pretrained = self.flags['pretrained']
         self.config_name, self.results_name = results.file_names(self.pretrained)
@@ -50,32 +48,40 @@ class Run:
         self._checkpoint = None
         self._backbone = None  # what a fresh training run starts from (pretrain.py)
 
-    def evaluator(self, reptile):
-        """The evaluator of reptile with the run's evaluation settings; with several replicas,
-        evaluation tasks are shared out over them."""
-        return Evaluator(reptile, self.evaluation, self.strategy)
+    def learner(self, model):
+        """The learner of model with the run's settings (recipes.build_learner)."""
+        return recipes.build_learner(model, self.flags, self.strategy)
 
-    def train_or_restore(self, reptile, evaluator, train_set, test_set):
+    def evaluation_tasks(self, classes):
+        """The run's evaluation tasks of classes, drawn from the run's generator."""
+        return recipes.evaluation_tasks(classes, self.flags, self.rng)
+
+    def train_or_restore(self, learner, train_set, test_set):
         """Restore the newest checkpoint when pretrained, otherwise meta-train into the checkpoint
-        directory (logging evaluations by evaluator); record the configuration either way."""
+        directory (logging the periodic evaluations); record the configuration either way."""
         if self.pretrained:
-            self._checkpoint = checkpoints.restore_latest(reptile, self.directory)
+            self._checkpoint = checkpoints.restore_latest(learner.algorithm, self.directory)
             print('Restoring from checkpoint %s ...' % self._checkpoint)
             self._write_config()
             return
         # Refuse before the configuration is written: a refused run must neither leave a
         # directory behind nor overwrite the record of the run already in it.
-        check_task_sizes(train_set, test_set, self.shape, self.training)
+        tasks = recipes.training_tasks(train_set, self.flags, self.rng)
+        tasks.check('training', queries=False)
+        logged = [('train', self.evaluation_tasks(train_set)),
+                  ('test', self.evaluation_tasks(test_set))]
+        logged[0][1].check('training')
+        logged[1][1].check('test')
         recorded = self._resumable_config()
         if recorded is None:
-            self._backbone = pretrain.prepare_backbone(reptile, train_set, self.directory,
-                                                       **args.backbone_kwargs())
+            self._backbone = pretrain.prepare_backbone(learner.algorithm, train_set,
+                                                       self.directory, **args.backbone_kwargs())
             self._write_config()
         else:
             self._record_resumption(recorded)
         print('Training...')
-        self._training_seconds = train(reptile, evaluator, train_set, test_set, self.directory,
-                                       self.rng, self.shape, self.training)
+        self._training_seconds = train(learner, tasks, logged, self.directory,
+                                       self.training.meta_iters, self.training.eval_interval)
         self._checkpoint = checkpoints.latest(self.directory)
 
     def _resumable_config(self):
@@ -105,14 +111,15 @@ class Run:
         resumptions.append({'command': sys.argv, 'started': _now()})
         results.write(self.directory, self.config_name, recorded)
 
-    def evaluate(self, evaluator, named_sets):
+    def evaluate(self, learner, named_sets):
         """Evaluate on each (name, classes) pair, print '<name> accuracy: ...' lines and write
         the results file."""
         print('Evaluating...')
         started = time.monotonic()
         accuracies = {}
         for name, classes in named_sets:
-            accuracy = evaluator.accuracy(classes, self.shape, self.rng, name=name.lower())
+            accuracy = learner.evaluate(self.evaluation_tasks(classes), self.evaluation.samples,
+                                        name=name.lower())
             print('%s accuracy: %s' % (name, accuracy))
             accuracies[name.lower()] = accuracy
         self._write_results(accuracies, time.monotonic() - started)

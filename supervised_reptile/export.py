@@ -19,7 +19,7 @@ import os
 
 import keras
 
-from . import args, models
+from . import models, recipes
 from .adapt import Adapter
 from .errors import UserError
 
@@ -44,8 +44,8 @@ def plain_keras_model(model):
 
 def fine_tuning_settings(adapter):
     """How the run's evaluation fine-tunes, as lines of text."""
-    settings, values = adapter.evaluator.settings, adapter.values
-    rule = args.inner_rule(values)
+    settings, values = adapter.learner.evaluation_settings(), adapter.values
+    rule = recipes.inner_rule(values)
     optimizer = ('plain gradient descent, step %g' % rule.learning_rate if values['sgd'] else
                  'Adam, learning rate %g, beta_1 %g, beta_2 %g, epsilon %g'
                  % (rule.learning_rate, rule.beta_1, rule.beta_2, rule.epsilon))
@@ -81,7 +81,7 @@ def main(argv):
     if not output.endswith('.keras'):
         raise UserError('--output %s must end in .keras, the Keras 3 format' % output)
     adapter = Adapter.from_checkpoint(values['checkpoint'])
-    plain = plain_keras_model(adapter.reptile.model)
+    plain = plain_keras_model(adapter.learner.model)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     partial = output[:-len('.keras')] + '.partial.keras'  # a file that is there is whole
     plain.save(partial)
@@ -91,5 +91,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
+    from . import args  # the command's flags, defined only when it runs
     args.define_export_flags()
     cli.run(main)

@@ -3,9 +3,10 @@ An image as a model sees it: one function, shared by the data loaders and by ada
 user's own images, so that a user's picture becomes exactly what the model saw in training.
 
 An image is squashed to size x size with nearest-neighbour sampling and then converted to grey
-(one channel) or RGB (three), in that order, as the reference's Pillow (< 7) did by default;
-modern Pillow defaults to bicubic, which would silently change the inputs. Omniglot's 1-bit
-drawings thereby keep their polarity: ink 0, paper 255 (the models see 0.0 and 1.0). Pixels
+(one channel) or RGB (three), in that order, as the reference did: its pinned Pillow 4 (>= 4.0,
+< 5) resized with NEAREST by default, as every Pillow before 7 did. Pillow 7 and later default
+to bicubic, which would silently change the inputs, so NEAREST is passed explicitly. Omniglot's
+1-bit drawings keep their polarity: ink 0, paper 255 (the models see 0.0 and 1.0). Pixels
 that are transparent, or partly so, are laid on white paper first, and 16-bit images scaled to
 8 bits.
 """

@@ -1,5 +1,5 @@
 """
-The inner loop, written once: image lookup, the summed loss, the Adam and SGD rules, one inner
+The inner loop, written once: input lookup, the summed loss, the Adam and SGD rules, one inner
 step, fine-tuning on a sequence of mini-batches, and the prediction of queries.
 
 The inner loop trains k tasks side by side (one task is the case k = 1). Its state (InnerState)
@@ -14,9 +14,10 @@ optimizer state from task to task, evaluation starts every task from the same st
 nothing.
 
 The arithmetic is the reference's: before each step the weights are multiplied by the weight
-decay rate, then one optimizer step is taken on the cross-entropy SUMMED over the mini-batch.
-A batch of tasks minimises the sum of the tasks' losses; since every task has its own weights,
-each task's gradient is the one it would have alone.
+decay rate, then one optimizer step is taken on the loss SUMMED over the mini-batch (by default
+the softmax cross-entropy of integer labels; any per-example loss works, regression's squared
+error included). A batch of tasks minimises the sum of the tasks' losses; since every task has
+its own weights, each task's gradient is the one it would have alone.
 """
 
 from dataclasses import dataclass
@@ -24,26 +25,41 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 
-def gather_images(images, indices):
-    """Look up uint8 images by index and scale them to floats in [0, 1]."""
-    return tf.cast(tf.gather(images, indices), tf.float32) / 255.0
+def as_inputs(values):
+    """Stored values as model inputs: uint8 arrays are images, scaled to floats in [0, 1]; any
+    other type is cast to float32 as it is."""
+    if values.dtype == tf.uint8:
+        return tf.cast(values, tf.float32) / 255.0
+    return tf.cast(values, tf.float32)
 
 
-def gather_task_images(pools, positions):
-    """Each task's images from its own pool: pools [k, n, ...] uint8, positions [k, m] ->
-    floats [k, m, ...] in [0, 1]."""
-    return tf.cast(tf.gather(pools, positions, batch_dims=1), tf.float32) / 255.0
+def gather_inputs(pool, indices):
+    """Look up inputs by index in one pool [n, ...] (see as_inputs)."""
+    return as_inputs(tf.gather(pool, indices))
 
 
-def summed_cross_entropy(labels, logits):
-    """Cross-entropy SUMMED over a mini-batch, as the reference minimises it (it matters for
-    SGD): [k, b] labels and [k, b, classes] logits give one loss per task, [k].
+def gather_task_inputs(pools, positions):
+    """Each task's inputs from its own pool: pools [k, n, ...], positions [k, m] -> floats
+    [k, m, ...] (see as_inputs)."""
+    return as_inputs(tf.gather(pools, positions, batch_dims=1))
 
-    Each task's loss is its own op: the kernel's rounding depends on where an element sits in
+
+def sparse_softmax_cross_entropy(labels, logits):
+    """The per-example cross-entropy of integer labels [b] and logits [b, classes]: the
+    reference's loss."""
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+
+
+def summed_loss(loss, targets, outputs):
+    """loss (per-example values of targets [b, ...] and outputs [b, ...]) SUMMED over a
+    mini-batch, as the reference minimises it (it matters for SGD): [k, b, ...] targets and
+    outputs give one loss per task, [k].
+
+    Each task's loss is its own op: a kernel's rounding may depend on where an element sits in
     its input, and a task's numbers must not depend on the tasks beside it."""
-    return tf.stack([tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=task_labels, logits=task_logits))
-                     for task_labels, task_logits in zip(tf.unstack(labels), tf.unstack(logits))])
+    return tf.stack([tf.reduce_sum(loss(task_targets, task_outputs))
+                     for task_targets, task_outputs in zip(tf.unstack(targets),
+                                                           tf.unstack(outputs))])
 
 
 @dataclass(frozen=True)
@@ -129,18 +145,20 @@ class InnerState:
 
 
 class InnerLoop:
-    """Inner steps of a network (networks.TaskNetwork) with an optimizer rule and the reference's
-    weight decay (a rate multiplying the weights before each step; 1 is none)."""
+    """Inner steps of a network (networks.TaskNetwork) with an optimizer rule, the reference's
+    weight decay (a rate multiplying the weights before each step; 1 is none) and a per-example
+    loss of (targets, outputs), summed over each mini-batch."""
 
-    def __init__(self, network, rule, weight_decay=1.0):
+    def __init__(self, network, rule, weight_decay=1.0, loss=sparse_softmax_cross_entropy):
         self.network = network
         self.rule = rule
         self.weight_decay = weight_decay
+        self.loss = loss
 
-    def step(self, state, images, labels):
-        """One step of every task on its mini-batch, in place: images [k, b, ...] in [0, 1],
-        labels [k, b]. Returns each task's loss [k] and the logits [k, b, classes], both
-        measured before the update."""
+    def step(self, state, inputs, targets, shared=()):
+        """One step of every task on its mini-batch, in place: inputs [k, b, ...] (floats),
+        targets [k, b, ...] (shared: see networks.TaskNetwork). Returns each task's loss [k] and
+        the outputs [k, b, ...], both measured before the update."""
         if self.weight_decay != 1:
             for variable in state.weights:
                 variable.assign(variable * self.weight_decay)
@@ -149,30 +167,32 @@ class InnerLoop:
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             weights = state.read_weights()
             tape.watch(weights)
-            logits = self.network(weights, images)
-            losses = summed_cross_entropy(labels, logits)
+            outputs = self.network(weights, inputs, shared)
+            losses = summed_loss(self.loss, targets, outputs)
             total = tf.reduce_sum(losses)
         gradients = tape.gradient(total, weights)
         step = state.optimizer.iterations.assign_add(1)
         for variable, slots, gradient in zip(state.weights, state.optimizer.slots, gradients):
             self.rule.apply(variable, slots, gradient, step)
-        return losses, logits
+        return losses, outputs
 
-    def fine_tune(self, state, batches, num_batches):
-        """Take num_batches steps; batches(i) gives the i-th (images, labels). Returns each
+    def fine_tune(self, state, batches, num_batches, shared=()):
+        """Take num_batches steps; batches(i) gives the i-th (inputs, targets). Returns each
         task's loss on the last mini-batch (zeros if there was none)."""
         losses = tf.zeros(state.weights[0].shape[:1])
         for index in tf.range(num_batches):
-            losses, _ = self.step(state, *batches(index))
+            losses, _ = self.step(state, *batches(index), shared)
         return losses
 
-    def predict(self, state, support, queries, transductive):
-        """Logits of each task's queries [k, q, classes] from support [k, s, ...] and queries
-        [k, q, ...]. Batch normalization uses batch statistics, so the batching is the protocol:
+    def predict(self, state, support, queries, transductive, shared=()):
+        """Outputs of each task's queries [k, q, ...] from support [k, s, ...] and queries
+        [k, q, ...] (shared: see networks.TaskNetwork). Batch normalization uses batch
+        statistics, so the batching is the protocol:
         transductive, all queries form one batch; otherwise each query is classified in a batch
         with the whole support set, its own row last."""
         weights = state.read_weights()
         if transductive:
-            return self.network(weights, queries)
-        return tf.stack([self.network(weights, tf.concat([support, queries[:, q:q + 1]], 1))[:, -1]
+            return self.network(weights, queries, shared)
+        return tf.stack([self.network(weights, tf.concat([support, queries[:, q:q + 1]], 1),
+                                      shared)[:, -1]
                          for q in range(queries.shape[1])], axis=1)

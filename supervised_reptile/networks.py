@@ -3,8 +3,17 @@ A Keras model's forward pass for k tasks side by side, each task with its own co
 variables the inner loop trains.
 
 Those copies are given as one tensor [k, *shape] per trained variable, in the order of
-model.trainable_variables; the model's other variables (frozen layers, batch-norm statistics)
-are read as they are. The pass runs the model's own layers, in one of two layouts:
+model.trainable_variables. The model's other trainable variables (those left out of the
+training at hand) can be given as values shared by the tasks, for a pass that must not read
+variables another thread is updating; by default they are read as they are, as are the
+non-trainable ones (frozen layers, batch-norm statistics).
+
+State a layer changes as it runs (non-trainable variables that a call assigns) cannot be kept
+per task. Keras' BatchNormalization in training mode normalises with the batch's statistics and
+updates its moving averages: the updates are dropped, so every task starts from the model's
+statistics, as the reference's batch norm does (it never updates them). Any other layer that
+changes its state (Dropout's seed state, a layer of one's own) is refused, by name, when the
+pass is traced. The pass runs the model's own layers, in one of two layouts:
 
 - per task (the default, for CPUs): every task runs the model on its own, through Keras'
   stateless_call, with the kernels of a single model. On a CPU
@@ -16,13 +25,23 @@ are read as they are. The pass runs the model's own layers, in one of two layout
   kernel. Per-channel batch normalization is then per-task normalization, and ReLU and pooling
   act per channel anyway. From the flatten on, activations are task-major,
   [tasks, batch, features], and the dense head is one batched matrix product. TensorFlow's own
-  CPU kernels cannot group convolutions; oneDNN's can (TF_ENABLE_ONEDNN_OPTS=1).
+  CPU kernels cannot group convolutions; oneDNN's can (TF_ENABLE_ONEDNN_OPTS=1). It takes a
+  Sequential model of the layers it knows (grouped_layout_obstacle); for any other model the
+  pass falls back to the per-task layout, with a one-line note.
 """
+
+import inspect
+import sys
 
 import keras
 import tensorflow as tf
 
 from . import models
+
+# Weightless layers that act on each channel apart (or each value), so on each task apart in
+# the grouped layout.
+_PER_CHANNEL_LAYERS = (keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.ELU,
+                       keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
 
 
 class TaskNetwork:
@@ -34,8 +53,17 @@ class TaskNetwork:
         trained_ids = {id(v) for v in (model.trainable_variables if trained is None else trained)}
         self._is_trained = [id(v) in trained_ids for v in model.trainable_variables]
         self.variables = [v for v in model.trainable_variables if id(v) in trained_ids]
+        self.shared_variables = [v for v in model.trainable_variables if id(v) not in trained_ids]
         self.shapes = [tuple(v.shape) for v in self.variables]
-        self.grouped = grouped
+        # Keras passes `training` only to a call() that takes it.
+        parameters = inspect.signature(model.call).parameters
+        self._call_options = {'training': True} if 'training' in parameters or any(
+            p.kind == p.VAR_KEYWORD for p in parameters.values()) else {}
+        obstacle = grouped and grouped_layout_obstacle(model)
+        if obstacle:
+            print('note: %s; its tasks run one by one (the per-task layout)' % obstacle,
+                  file=sys.stderr)
+        self.grouped = grouped and not obstacle
 
     def read(self):
         """The trained variables' current values."""
@@ -45,27 +73,33 @@ class TaskNetwork:
         for variable, value in zip(self.variables, values):
             variable.assign(value)
 
-    def __call__(self, weights, images):
-        """Logits [k, batch, classes] of images [k, batch, ...] under weights (one [k, *shape]
-        tensor per trained variable)."""
-        if self.grouped and images.shape[0] > 1:
-            return self._grouped_logits(weights, images)
+    def __call__(self, weights, inputs, shared=()):
+        """Outputs [k, batch, ...] of inputs [k, batch, ...] under weights (one [k, *shape]
+        tensor per trained variable); shared, if given, holds the values of shared_variables."""
+        shared = list(shared) or [v.value for v in self.shared_variables]
+        if self.grouped and inputs.shape[0] > 1:
+            return self._grouped_outputs(weights, inputs, shared)
         # Unstacked, not sliced: the gradient of an unstack is one stack, where each slice's
         # would be a zero-filled tensor of all the tasks.
-        return tf.stack([self._task_logits(task_weights, task_images) for task_weights, task_images
-                         in zip(zip(*[tf.unstack(w) for w in weights]), tf.unstack(images))])
+        return tf.stack([self._task_outputs(task_weights, task_inputs, shared)
+                         for task_weights, task_inputs
+                         in zip(zip(*[tf.unstack(w) for w in weights]), tf.unstack(inputs))])
 
-    def _task_logits(self, weights, images):
-        """One task's logits [batch, classes] of images [batch, ...] under its weights."""
-        trained = iter(weights)
-        values = [next(trained) if is_trained else v.value
-                  for v, is_trained in zip(self.model.trainable_variables, self._is_trained)]
+    def _task_outputs(self, weights, inputs, shared):
+        """One task's outputs [batch, ...] of inputs [batch, ...] under its weights."""
+        trained, others = iter(weights), iter(shared)
+        values = [next(trained) if is_trained else next(others) for is_trained in self._is_trained]
         fixed = [v.value for v in self.model.non_trainable_variables]
-        return self.model.stateless_call(values, fixed, images, training=True)[0]
+        outputs, updated = self.model.stateless_call(values, fixed, inputs, **self._call_options)
+        _check_no_state_kept(self.model, fixed, updated)
+        return outputs
 
-    def _grouped_logits(self, weights, images):
+    def _grouped_outputs(self, weights, images, shared):
         num_tasks, batch_size = images.shape[:2]
-        per_task = {id(v): value for v, value in zip(self.variables, weights)}
+        per_task = {id(v): value for v, value in zip(self.variables + self.shared_variables,
+                                                     weights + [tf.broadcast_to(value, [
+                                                         num_tasks, *value.shape])
+                                                                for value in shared])}
         for variable in self.model.variables:  # the rest, shared by the tasks
             if id(variable) not in per_task:
                 per_task[id(variable)] = tf.broadcast_to(variable.value,
@@ -79,30 +113,71 @@ class TaskNetwork:
             x = _grouped_layer(layer, x, [_fold(per_task[id(v)]) for v in layer.weights])
         x = _task_major(x, num_tasks)
         for layer in layers:
-            _require(isinstance(layer, keras.layers.Dense) and _linear(layer), layer)
-            x = tf.matmul(x, per_task[id(layer.kernel)]) + per_task[id(layer.bias)][:, None]
+            x = tf.matmul(x, per_task[id(layer.kernel)])
+            if layer.use_bias:
+                x += per_task[id(layer.bias)][:, None]
         return x
+
+
+def grouped_layout_obstacle(model):
+    """Why the grouped layout cannot run model, or None if it can: it takes a Sequential model
+    of channels-last convolutions without activation, BatchStatsNormalization and per-channel
+    weightless layers, then a Flatten and dense layers without activation."""
+    if not isinstance(model, keras.Sequential):
+        return 'the grouped layout takes Sequential models, not %s' % type(model).__name__
+    layers = list(model.layers)
+    flatten = [i for i, layer in enumerate(layers) if isinstance(layer, keras.layers.Flatten)]
+    if not flatten:
+        return 'the grouped layout needs a Flatten layer in %s' % model.name
+    for layer in layers[:flatten[0]]:
+        if not _groups_by_channel(layer):
+            return 'the grouped layout does not support layer %s as it is set up' % layer.name
+    for layer in layers[flatten[0] + 1:]:
+        if not (isinstance(layer, keras.layers.Dense) and _linear(layer)):
+            return 'the grouped layout does not support layer %s after the Flatten' % layer.name
+    return None
+
+
+def _groups_by_channel(layer):
+    if isinstance(layer, keras.layers.Conv2D):
+        # Layers of the project's own whose grouped pass is the convolution_op below.
+        known = (type(layer).convolution_op in (keras.layers.Conv2D.convolution_op,
+                                                models.ImageConv2D.convolution_op)
+                 and type(layer).call in (keras.layers.Conv2D.call, models.SplitBiasConv2D.call))
+        return known and _linear(layer) and layer.use_bias and layer.groups == 1 and (
+            layer.data_format == 'channels_last')
+    if isinstance(layer, models.BatchStatsNormalization):
+        return True
+    return isinstance(layer, _PER_CHANNEL_LAYERS) and not layer.weights
 
 
 def _grouped_layer(layer, x, folded):
     """A layer before the flatten on folded activations, given the folded values of its
     variables (layer.weights)."""
     if isinstance(layer, keras.layers.Conv2D):
-        _require(_linear(layer) and layer.use_bias and layer.data_format == 'channels_last', layer)
         kernel, bias = folded
         # The kernel's input depth is a task's channels: the convolution is grouped by task.
         return tf.nn.bias_add(layer.convolution_op(x, kernel), bias)
     if isinstance(layer, models.BatchStatsNormalization):
         gamma, beta = folded[:2]
         return models.batch_statistics_normalization(x, gamma, beta, layer.epsilon)
-    _require(not layer.weights, layer)  # ReLU, pooling: per channel, so per task already
-    return layer(x)
+    return layer(x)  # ReLU, pooling: per channel, so per task already
 
 
-def _require(condition, layer):
-    if not condition:
-        raise NotImplementedError('the grouped layout does not support %s as it is set up'
-                                  % layer.name)
+def _check_no_state_kept(model, before, after):
+    """Raise a ValueError naming the first layer whose call changed a non-trainable variable
+    (after is not the tensor given), Keras' BatchNormalization excepted (see the module's
+    docstring)."""
+    owner = {}  # variable -> the innermost layer holding it (layers come parents first)
+    for layer in model._flatten_layers():  # pylint: disable=protected-access
+        owner.update((id(v), layer) for v in layer.variables)
+    for variable, old, new in zip(model.non_trainable_variables, before, after):
+        layer = owner.get(id(variable), model)
+        if new is not old and not isinstance(layer, keras.layers.BatchNormalization):
+            raise ValueError(
+                'layer %s changes its state (%s) at every call, and the inner loop cannot keep '
+                'it per task: remove the layer from the model, or make it stateless in training '
+                'mode' % (layer.name, variable.path))
 
 
 def _linear(layer):

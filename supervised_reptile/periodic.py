@@ -20,18 +20,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 
 class PeriodicEvaluation:
-    """The periodic pair of evaluator on (classes, summaries.ScalarWriter) logged_sets (the
-    training set's first), with tasks of shape (settings.TaskShape); a context manager whose
-    worker thread ends with it. A pair still running when an error ends training is dropped."""
+    """The periodic pair of evaluator on (tasks.py source, summaries.ScalarWriter) logged_sets
+    (the training set's first); a context manager whose worker thread ends with it. A pair still
+    running when an error ends training is dropped."""
 
-    def __init__(self, evaluator, logged_sets, shape, log_fn):
+    def __init__(self, evaluator, logged_sets, log_fn):
         self.evaluator = evaluator
         self.logged_sets = logged_sets
-        self.shape = shape
         self.log_fn = log_fn
         beside = evaluator.strategy is None
         self._worker = ThreadPoolExecutor(1, 'periodic-evaluation') if beside else None
-        self._pending = None  # (step, training loss, future of the counts of right answers)
+        self._pending = None  # (step, training loss, jobs, future of their query outputs)
 
     def __enter__(self):
         return self
@@ -44,23 +43,22 @@ class PeriodicEvaluation:
             if self._worker:
                 self._worker.shutdown(wait=True, cancel_futures=True)
 
-    def start(self, step, loss, rng):
+    def start(self, step, loss):
         """Evaluate the state after meta-step `step`, whose last inner mini-batches' loss was
-        loss, on a task of each logged set drawn from rng now (in the sets' order)."""
+        loss, on a task of each logged set drawn now (in the sets' order)."""
         self.finish()
-        jobs = [(classes.images, self.evaluator.sample_task(classes, self.shape, rng))
-                for classes, _ in self.logged_sets]
+        jobs = [self.evaluator.jobs(source, 1)[0] for source, _ in self.logged_sets]
         snapshot = self.evaluator.reptile.snapshot()
         if self._worker:
-            future = self._worker.submit(self.evaluator.count_correct, jobs, start=snapshot)
+            future = self._worker.submit(self.evaluator.query_logits, jobs, start=snapshot)
         else:
             future = Future()
-            future.set_result(self.evaluator.count_correct(jobs, start=snapshot))
-        self._pending = (step, loss, future)
+            future.set_result(self.evaluator.query_logits(jobs, start=snapshot))
+        self._pending = (step, loss, jobs, future)
 
     def log_if_done(self):
         """Log the pending pair if its results are ready."""
-        if self._pending and self._pending[2].done():
+        if self._pending and self._pending[-1].done():
             self.finish()
 
     def finish(self):
@@ -68,9 +66,12 @@ class PeriodicEvaluation:
         to TensorBoard and a line to log_fn."""
         if self._pending is None:
             return
-        step, loss, future = self._pending
+        step, loss, jobs, future = self._pending
         self._pending = None
-        accuracies = [correct / self.shape.classes for correct in future.result()]
+        outputs = future.result()
+        accuracies = [source.task_scores(outputs[i:i + 1], jobs[i:i + 1],
+                                         self.evaluator.reptile.loss)[0]
+                      for i, (source, _) in enumerate(self.logged_sets)]
         for (_, writer), accuracy in zip(self.logged_sets, accuracies):
             writer.scalars(step, accuracy=accuracy)
         self.logged_sets[0][1].scalars(step, loss=loss)

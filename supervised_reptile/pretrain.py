@@ -29,7 +29,7 @@ import tensorflow as tf
 from . import backbone
 from .errors import UserError
 from .progress import Progress
-from .inner_loop import Adam, InnerLoop, InnerState, gather_images
+from .inner_loop import Adam, InnerLoop, InnerState, gather_inputs
 from .networks import TaskNetwork
 
 LOG_DIR = 'pretrain'
@@ -182,7 +182,7 @@ class ClassifierSteps:
             variable.assign(value[None])
         for step in tf.range(tf.shape(indices)[0]):
             losses, logits = self.inner_loop.step(
-                self.state, gather_images(self.images, indices[step])[None], labels[step][None])
+                self.state, gather_inputs(self.images, indices[step])[None], labels[step][None])
             totals += tf.stack([losses[0] / tf.cast(tf.shape(labels)[1], tf.float32),
                                 _fraction_right(logits[0], labels[step])])
         self.network.assign([weights[0] for weights in self.state.read_weights()])
@@ -196,7 +196,7 @@ class ClassifierSteps:
 
     def _loss_and_correct(self, indices, labels):
         """Mean cross-entropy of a batch, and the fraction of it predicted right."""
-        logits = self.model(gather_images(self.images, indices), training=True)
+        logits = self.model(gather_inputs(self.images, indices), training=True)
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
         return loss, _fraction_right(logits, labels)
 

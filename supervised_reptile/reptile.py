@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from .inner_loop import InnerLoop, InnerState, gather_images
+from .inner_loop import InnerLoop, InnerState, gather_inputs, sparse_softmax_cross_entropy
 from .networks import TaskNetwork
 from .parallel import ParallelMetaBatch
 
@@ -32,8 +32,9 @@ class Snapshot(NamedTuple):
 class Reptile:
     """Reptile: move the initialization towards the weights each task's training ends at.
 
-    The inner loop trains the model's trainable variables with `rule` (inner_loop.Adam or SGD),
-    multiplying them by weight_decay before each step. Frozen layers (Keras `trainable = False`
+    The inner loop trains the model's trainable variables with `rule` (inner_loop.Adam or SGD)
+    on the summed per-example `loss` of (targets, outputs), multiplying them by weight_decay (a
+    rate: 1 is none) before each step. Frozen layers (Keras `trainable = False`
     before Reptile is built) are left out of everything: the inner loop, the meta-update,
     evaluation, and the optimizer's state. Variables in frozen_in_evaluation are left out of
     evaluation fine-tuning only.
@@ -44,16 +45,17 @@ class Reptile:
     """
 
     def __init__(self, model, rule, weight_decay=1.0, frozen_in_evaluation=(),
-                 parallel_strategy=None, jit_compile=False):
+                 parallel_strategy=None, jit_compile=False, loss=sparse_softmax_cross_entropy):
         self.model = model
         self.rule = rule
         self.weight_decay = weight_decay
+        self.loss = loss
         # XLA: several times slower on CPUs (benchmarks/speed.py --xla), so off by default.
         self.jit_compile = jit_compile
         self.network = TaskNetwork(model)
         frozen = {id(variable) for variable in frozen_in_evaluation}
         self.fine_tuned_variables = [v for v in self.network.variables if id(v) not in frozen]
-        self.inner_loop = InnerLoop(self.network, rule, weight_decay)
+        self.inner_loop = InnerLoop(self.network, rule, weight_decay, loss)
         # One task's inner loop; its optimizer state is the one that carries over.
         self._task = InnerState(rule, 1, self.network.shapes)
         self.optimizer = self._task.optimizer
@@ -67,7 +69,8 @@ class Reptile:
         return self.network.variables
 
     def train_step(self, images, meta_batch, meta_step_size):
-        """One meta-step on a meta-batch of tasks (a stacked sampling.TrainingTask).
+        """One meta-step on a meta-batch of tasks (a stacked sampling.TrainingTask of indices into
+        images, the pool of inputs, and of their targets).
 
         Returns the loss of the tasks' last inner mini-batches (mean over tasks) and whether
         every weight is still finite afterwards.
@@ -118,10 +121,10 @@ class Reptile:
         Returns each task's update (see task_update; one [k, *shape] tensor per variable) and
         each task's loss on its last mini-batch [k]."""
         def head_batch(index):
-            return gather_images(images, head_indices[:, index]), head_labels[:, index]
+            return gather_inputs(images, head_indices[:, index]), head_labels[:, index]
         self.inner_loop.fine_tune(state, head_batch, tf.shape(head_indices)[1])
         before_last = state.read_weights()
-        losses, _ = self.inner_loop.step(state, gather_images(images, last_indices), last_labels)
+        losses, _ = self.inner_loop.step(state, gather_inputs(images, last_indices), last_labels)
         return self.task_update(before_last, state.read_weights()), losses
 
     @staticmethod

@@ -7,7 +7,7 @@ The sampling rules are those of the reference implementation:
 
 - a task takes `num_classes` distinct classes in random order (labels 0..N-1 in that order)
   and `num_shots` distinct images of each;
-- an evaluation task holds out exactly one query image per class;
+- an evaluation task holds out query images, one per class by default (the reference's rule);
 - inner mini-batches walk through reshuffled epochs of the task's samples, and a batch that is
   still partial at the end of an epoch is completed from the next one (see `mini_batches`).
 """
@@ -68,7 +68,8 @@ class TrainingTask:
 
 @dataclass
 class EvaluationTask:
-    """A support set to fine-tune on (as mini-batches, and whole) and one query per class."""
+    """A support set to fine-tune on (as mini-batches, and whole) and queries with their
+    targets."""
     batch_indices: np.ndarray
     batch_labels: np.ndarray
     support_indices: np.ndarray
@@ -139,18 +140,27 @@ def training_task(classes, num_classes, num_shots, batch_size, num_batches, repl
     return TrainingTask(head_indices, head_labels, tail.T.reshape(-1), tail_labels.T.reshape(-1))
 
 
-def evaluation_task(classes, num_classes, num_shots, batch_size, num_batches, replacement, rng):
-    """Sample an evaluation task: num_shots support images and one query image per class."""
-    task = sample_task(classes, num_classes, num_shots + 1, rng)
-    support_indices, support_labels = _labelled(task[:, 1:])
+def evaluation_task(classes, num_classes, num_shots, batch_size, num_batches, replacement, rng,
+                    query_shots=1):
+    """Sample an evaluation task: num_shots support images and query_shots query images per
+    class (the queries grouped by class)."""
+    task = sample_task(classes, num_classes, num_shots + query_shots, rng)
+    support_indices, support_labels = _labelled(task[:, query_shots:])
     batch_indices, batch_labels = _batched(support_indices, support_labels, batch_size,
                                            num_batches, replacement, rng)
-    return EvaluationTask(batch_indices, batch_labels, support_indices, task[:, 0],
-                          np.arange(num_classes))
+    query_indices, query_labels = _labelled(task[:, :query_shots])
+    return EvaluationTask(batch_indices, batch_labels, support_indices, query_indices,
+                          query_labels)
 
 
 def stack_tasks(tasks):
-    """Stack same-shaped task records field by field (a meta-batch as one set of arrays)."""
+    """Stack same-shaped task records field by field (a meta-batch as one set of arrays);
+    integers become int32, other targets float32."""
     first = tasks[0]
-    return type(first)(*[np.stack([getattr(t, f) for t in tasks]).astype(np.int32)
+    return type(first)(*[compact(np.stack([getattr(t, f) for t in tasks]))
                          for f in first.__dataclass_fields__])
+
+
+def compact(array):
+    """An index or target array as the compiled steps take it: int32, or float32."""
+    return array.astype(np.int32 if np.issubdtype(array.dtype, np.integer) else np.float32)

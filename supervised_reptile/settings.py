@@ -34,10 +34,15 @@ class Training:
     tail_shots: Optional[int] = None
 
     def meta_step_size(self, step):
-        """The meta step size at a step: linear from meta_step at step 0 towards meta_step_final
-        at meta_iters (never reached: the last step is meta_iters - 1)."""
-        frac_done = step / self.meta_iters
-        return frac_done * self.meta_step_final + (1 - frac_done) * self.meta_step
+        """The meta step size at a step (see annealed)."""
+        return annealed(self.meta_step, self.meta_step_final, step, self.meta_iters)
+
+
+def annealed(start, final, step, total):
+    """A value linear in step from start at step 0 towards final at step `total` (never
+    reached: the last step is total - 1), as the reference anneals its meta step size."""
+    frac_done = step / total
+    return frac_done * final + (1 - frac_done) * start
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """
-Summary statistics of evaluations: the mean accuracy over tasks with a 95% confidence interval.
+Summary statistics of evaluations: the mean over tasks of a task's score (its accuracy, or its
+mean query loss) with a 95% confidence interval.
 
 Plain numpy, so that code without a model (sine/, the comparison with the paper) can use it
 without loading Keras.
@@ -22,16 +23,17 @@ def ci95_half_width(samples, axis=-1):
 
 
 @dataclass(frozen=True)
-class Accuracy:
-    """Mean accuracy over tasks, the half-width of its 95% confidence interval, and the task count."""
+class Estimate:
+    """The mean of a score over tasks, the half-width of its 95% confidence interval, and the
+    task count."""
     mean: float
     ci95: float
     num_tasks: int
 
     @classmethod
-    def from_task_accuracies(cls, accuracies):
-        accuracies = np.asarray(accuracies, dtype=np.float64)
-        return cls(float(accuracies.mean()), float(ci95_half_width(accuracies)), len(accuracies))
+    def from_task_values(cls, values):
+        values = np.asarray(values, dtype=np.float64)
+        return cls(float(values.mean()), float(ci95_half_width(values)), len(values))
 
     def __str__(self):
         return '%f +/- %f (95%% CI, %d tasks)' % (self.mean, self.ci95, self.num_tasks)

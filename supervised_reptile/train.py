@@ -1,5 +1,6 @@
 """
-The meta-training loop: host-side bookkeeping around the compiled meta-step.
+The run scripts' meta-training: the learner's fit (learner.py) with the bookkeeping of a run as
+a Keras callback.
 
 Every eval_interval steps a task of the training classes and one of the test classes are
 evaluated, beside the training (periodic.py); the accuracies go to the log and to TensorBoard
@@ -10,14 +11,14 @@ Training into a directory that holds checkpoints resumes after the newest one (s
 checkpoints.py), and a loss or weight that stops being finite ends the run before it is saved.
 """
 
-import math
 import os
 import time
 
-import tensorflow as tf
+import keras
 
-from . import checkpoints, sampling
+from . import checkpoints
 from .errors import UserError
+from .learner import TrainingDiverged as LearnerDiverged
 from .periodic import PeriodicEvaluation
 from .progress import Progress
 from .summaries import ScalarWriter
@@ -29,52 +30,61 @@ class TrainingDiverged(UserError):
     """The loss or the weights became NaN or infinite; nothing after the last checkpoint is kept."""
 
 
-def check_task_sizes(train_set, test_set, shape, training):
-    """Raise a UserError if the tasks are larger than the data allows."""
-    train_set.check_task_size(shape.classes, training.train_shots, 'training')
-    for classes, name in ((train_set, 'training'), (test_set, 'test')):
-        classes.check_task_size(shape.classes, shape.shots + 1, name)
+def train(learner, tasks, logged, save_dir, meta_iters, eval_interval, log_fn=print):
+    """Meta-train learner on tasks (a tasks.py source) for meta_iters meta-iterations, logging
+    the periodic evaluation of a task from each (name, source) of logged (the training set's
+    first) every eval_interval of them, from scratch or from the newest checkpoint in save_dir;
+    return the seconds spent training over all the sessions of the run.
 
-
-def sample_meta_batch(classes, shape, training, rng):
-    """The training tasks of one meta-step, stacked (a sampling.TrainingTask of arrays)."""
-    return sampling.stack_tasks([
-        sampling.training_task(classes, shape.classes, training.train_shots,
-                               training.inner_batch, training.inner_iters, shape.replacement,
-                               rng, training.tail_shots)
-        for _ in range(training.meta_batch)])
-
-
-def train(reptile, evaluator, train_set, test_set, save_dir, rng, shape, training, log_fn=print):
-    """Meta-train reptile on train_set with tasks of shape (settings.TaskShape) and settings
-    training (settings.Training), logging evaluations by evaluator on train_set and test_set,
-    from scratch or from the newest checkpoint in save_dir; return the seconds spent training
-    over all the sessions of the run."""
-    check_task_sizes(train_set, test_set, shape, training)
+    The sources share tasks' generator, which the checkpoints save."""
+    tasks.check('training', queries=False)
     os.makedirs(save_dir, exist_ok=True)
-    state = checkpoints.TrainingState(reptile, rng, save_dir)
-    first_step, seconds_before = _resume(state, training.meta_iters, log_fn)
-    train_images = tf.constant(train_set.images)
-    logged_sets = [(train_set, ScalarWriter(os.path.join(save_dir, 'train'))),
-                   (test_set, ScalarWriter(os.path.join(save_dir, 'test')))]
-    progress = Progress(training.meta_iters, done=first_step)
+    state = checkpoints.TrainingState(learner.algorithm, tasks.rng, save_dir)
+    first_step, seconds_before = _resume(state, meta_iters, log_fn)
+    logged_sets = [(source, ScalarWriter(os.path.join(save_dir, name))) for name, source in logged]
     started = time.monotonic()
-    with PeriodicEvaluation(evaluator, logged_sets, shape, log_fn) as periodic:
-        for i in range(first_step, training.meta_iters):
-            meta_batch = sample_meta_batch(train_set, shape, training, rng)
-            loss, finite = reptile.train_step(train_images, meta_batch,
-                                              training.meta_step_size(i))
-            if not (finite and math.isfinite(loss)):
-                raise TrainingDiverged(_divergence_message(i, loss, finite, state))
-            progress.advance()
-            if i % training.eval_interval == 0:
-                periodic.start(i, loss, rng)
-            periodic.log_if_done()
-            if i % CHECKPOINT_INTERVAL == 0 or i == training.meta_iters - 1:
-                periodic.finish()
-                path = state.save(i, seconds_before + time.monotonic() - started)
-                log_fn('checkpoint %s (%s)' % (path, progress.describe('steps')))
+    with PeriodicEvaluation(learner.evaluator, logged_sets, log_fn) as periodic:
+        bookkeeping = RunBookkeeping(learner, periodic, state, meta_iters, eval_interval,
+                                     Progress(meta_iters, done=first_step),
+                                     lambda: seconds_before + time.monotonic() - started, log_fn)
+        try:
+            learner.fit(tasks, meta_iters, callbacks=[bookkeeping], initial_iteration=first_step,
+                        verbose=0)
+        except LearnerDiverged as exc:
+            kept = state.manager.latest_checkpoint or 'no checkpoint (none had been written)'
+            raise TrainingDiverged('%s; its last good state is %s. Lower --learning-rate or '
+                                   '--meta-step and train into a new --checkpoint'
+                                   % (exc, kept)) from None
     return seconds_before + time.monotonic() - started
+
+
+class RunBookkeeping(keras.callbacks.Callback):
+    """After every meta-step: the periodic evaluation every eval_interval steps, and a
+    checkpoint (after the pending evaluation is logged) every CHECKPOINT_INTERVAL steps and
+    after the last one, with a progress line."""
+
+    def __init__(self, learner, periodic, state, meta_iters, eval_interval, progress, clock,
+                 log_fn):
+        super().__init__()
+        self.learner = learner
+        self.periodic = periodic
+        self.state = state
+        self.meta_iters = meta_iters
+        self.eval_interval = eval_interval
+        self.progress = progress
+        self.clock = clock
+        self.log_fn = log_fn
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.learner.iteration - 1
+        self.progress.advance()
+        if step % self.eval_interval == 0:
+            self.periodic.start(step, logs['loss'])
+        self.periodic.log_if_done()
+        if step % CHECKPOINT_INTERVAL == 0 or step == self.meta_iters - 1:
+            self.periodic.finish()
+            path = self.state.save(step, self.clock())
+            self.log_fn('checkpoint %s (%s)' % (path, self.progress.describe('steps')))
 
 
 def _resume(state, meta_iters, log_fn):
@@ -91,11 +101,3 @@ def _resume(state, meta_iters, log_fn):
     log_fn('Resuming from checkpoint %s: %d of %d meta-iterations done'
            % (path, first_step, meta_iters))
     return first_step, float(state.training_seconds.numpy())
-
-
-def _divergence_message(step, loss, finite, state):
-    problem = 'the training loss is %s' % loss if finite else 'a weight is no longer finite'
-    kept = state.manager.latest_checkpoint or 'no checkpoint (none had been written)'
-    return ('meta-iteration %d: %s, so the run stopped; its last good state is %s. Lower '
-            '--learning-rate or --meta-step and train into a new --checkpoint'
-            % (step, problem, kept))

@@ -162,14 +162,14 @@ def test_predictions_name_a_support_class_and_give_each_class_a_probability(api_
 
 def test_adapting_twice_gives_identical_results_and_changes_nothing(adapter, task,
                                                                     api_predictions):
-    model_before = [v.numpy().copy() for v in adapter.reptile.model.variables]
-    optimizer = adapter.reptile.optimizer
+    model_before = [v.numpy().copy() for v in adapter.learner.algorithm.model.variables]
+    optimizer = adapter.learner.algorithm.optimizer
     optimizer_before = ([s.numpy().copy() for slots in optimizer.slots for s in slots],
                         optimizer.iterations.numpy())
     again = adapter.fit(str(task / 'support')).predict(queries(task))
     once_more = adapter.predict(queries(task))
     assert again == api_predictions and once_more == api_predictions
-    for before, variable in zip(model_before, adapter.reptile.model.variables):
+    for before, variable in zip(model_before, adapter.learner.algorithm.model.variables):
         np.testing.assert_array_equal(variable.numpy(), before)
     for before, slot in zip(optimizer_before[0], [s for slots in optimizer.slots for s in slots]):
         np.testing.assert_array_equal(slot.numpy(), before)
@@ -186,6 +186,22 @@ def test_support_given_as_arrays_or_paths_or_a_folder_agree(adapter, task, api_p
     assert [p.probabilities for p in from_arrays] == [p.probabilities for p in api_predictions]
 
 
+def test_float_images_in_0_1_are_read_as_their_uint8_originals(adapter, task, api_predictions):
+    # Equal up to float rounding: the compiled step's division by 255 may round differently
+    # from numpy's for the grey levels of a converted colour image.
+    as_paths = {name: sorted(str(p) for p in (task / 'support' / name).iterdir())
+                for name in ('gamma', 'alpha', 'beta')}
+    as_floats = {name: [images.read(path, 28, 1) / 255.0 for path in paths]
+                 for name, paths in as_paths.items()}
+    query_floats = [images.read(path, 28, 1).astype(np.float32) / 255 for path in queries(task)]
+    predictions = adapter.fit(as_floats).predict(query_floats)
+    assert [p.predicted for p in predictions] == [p.predicted for p in api_predictions]
+    for prediction, expected in zip(predictions, api_predictions):
+        assert np.allclose(list(prediction.probabilities.values()),
+                           list(expected.probabilities.values()), atol=1e-6)
+    refused(adapter.predict, [query_floats[0] * 255], match='outside \\[0, 1\\]')
+
+
 def test_a_colour_query_is_classified_as_its_grey_conversion(adapter, task, api_predictions):
     grey = images.read(queries(task)[2], 28, 1)
     converted_before = adapter.converted
@@ -198,14 +214,14 @@ def test_a_colour_query_is_classified_as_its_grey_conversion(adapter, task, api_
 
 def test_the_recorded_evaluation_settings_are_used(adapter, run):
     recorded = json.loads((run.directory / 'config.json').read_text())['flags']
-    settings = adapter.evaluator.settings
+    settings = adapter.learner.evaluator.settings
     assert (settings.inner_iters, settings.inner_batch, settings.transductive) == (
         recorded['eval-iters'], recorded['eval-batch'], recorded['transductive']) == (1, 5, False)
 
 
 def test_an_override_replaces_a_recorded_setting_and_changes_the_result(adapter_3_steps, task,
                                                                         api_predictions):
-    assert adapter_3_steps.evaluator.settings.inner_iters == 3
+    assert adapter_3_steps.learner.evaluator.settings.inner_iters == 3
     longer = adapter_3_steps.fit(str(task / 'support')).predict(queries(task))
     for three_steps, one_step in zip(longer, api_predictions):
         assert three_steps.probabilities != pytest.approx(one_step.probabilities, abs=1e-4)
@@ -230,14 +246,14 @@ def test_adaptation_is_the_evaluation_of_the_same_task(adapter_3_steps, tmp_path
         query_paths.append(str(tmp_path / ('query%d.png' % label)))
         Image.fromarray(classes.images[index, ..., 0], 'L').save(query_paths[-1])
 
-    settings, values = adapter.evaluator.settings, adapter.values
+    settings, values = adapter.learner.evaluator.settings, adapter.values
     positions = sampling.mini_batches(len(support_indices), settings.inner_batch,
                                       settings.inner_iters, values['replacement'],
                                       np.random.default_rng(values['seed']))
     evaluation_task = sampling.EvaluationTask(support_indices[positions],
                                               support_labels[positions], support_indices,
                                               grid[:, 0], np.arange(3))
-    logits = adapter.evaluator.query_logits([(classes.images, evaluation_task)])[0]
+    logits = adapter.learner.evaluator.query_logits([(classes.images, evaluation_task)])[0]
     expected = softmax(logits[:, :3])
 
     predictions = adapter.fit(str(tmp_path / 'support')).predict(query_paths)

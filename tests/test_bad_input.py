@@ -26,6 +26,8 @@ BAD_FLAGS = [
     ('--foml --foml-tail 6', '--foml-tail must leave at least one training shot per class'),
     ('--foml --foml-tail 3 --train-shots 3', 'lower --foml-tail or raise --train-shots'),
     ('--learning-rate fast', "could not convert string to float: 'fast'"),
+    ('--weight-decay 1.5', '--weight-decay is the rate the weights are multiplied by'),
+    ('--weight-decay 0', 'give a value above 0 and at most 1'),
     ('--no-such-flag', "Unknown command line flag 'no-such-flag'"),
 ]
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from supervised_reptile import args
+from supervised_reptile import args, recipes
 from supervised_reptile.settings import Evaluation, TaskShape, Training
 
 from conftest import REPO_DIR, run_script, write_omniglot_tree
@@ -44,7 +44,8 @@ def parse(command):
     args.FLAGS.unparse_flags()
     args.FLAGS(['run_omniglot.py'] + shlex.split(command))
     args.resolve('omniglot')
-    return args.task_shape(), args.training(), args.evaluation_settings()
+    values = args.flag_values()
+    return recipes.task_shape(values), recipes.training(values), recipes.evaluation_settings(values)
 
 
 def test_readme_row_1_means_what_the_reference_means():

@@ -5,12 +5,15 @@ import os
 import subprocess
 import sys
 
+from PIL import Image
 import pytest
 
 from supervised_reptile import compare, presets, results
 from supervised_reptile.errors import UserError
 
-from conftest import REPO_DIR
+from conftest import REPO_DIR, SHARED_DIR
+
+FULL_RUN = SHARED_DIR / 'runs' / 'o15t-full'
 
 
 def record(test_mean=0.95, test_ci95=0.028, preset=None, **setting):
@@ -126,3 +129,51 @@ def test_a_file_that_is_not_a_results_record_is_refused(tmp_path):
     directory = write_run(tmp_path / 'old', {'dataset': 'omniglot'})
     with pytest.raises(UserError, match='not a results file of this version: it has no ways'):
         compare.load_runs([directory])
+
+
+def test_figure_panels_hold_the_run_and_the_published_cells_of_its_setting():
+    (title, run, cells), = compare.figure_panels([('ckpt_o15t', record(preset='o15t'))])
+    assert title == 'ckpt_o15t\nOmniglot 1-shot 5-way, transductive, 200 meta-iterations'
+    assert (run.label, run.describe()) == ('this run (100 tasks)', '95.00 ± 2.80')
+    assert [(cell.label, cell.describe()) for cell in cells] == [
+        ('published: final version, Table 2 (preset)', '97.68 ± 0.04'),
+        ('published: early version, Table 2', '97.97 ± 0.08'),
+        ('published: 2022 review, Table 3', '97.7')]
+    (_, run, cells), = compare.figure_panels([('mine', record(dataset='folder', test_ci95=None))])
+    assert run.half_width is None and cells == []
+
+
+def test_plot_draws_every_run_beside_its_published_numbers(tmp_path, capsys):
+    first = write_run(tmp_path / 'ckpt_o15t', record(preset='o15t'))
+    second = write_run(tmp_path / 'ckpt_o55', record(shots=5, transductive=False, test_mean=0.99))
+    output = tmp_path / 'compare.png'
+    assert compare.main([first, second, '--plot', str(output)]) == 0
+    assert capsys.readouterr().out.startswith('| run |')
+    with Image.open(output) as image:
+        assert image.format == 'PNG' and image.width == 1200 and 600 <= image.height <= 2000
+        colours = image.convert('RGB').getcolors(maxcolors=1 << 20)
+    assert len(colours) > 50  # text, markers and the bands, not an empty canvas
+
+
+def test_a_plot_that_cannot_be_written_is_refused_with_one_line_and_no_table(tmp_path, capsys):
+    directory = write_run(tmp_path / 'ckpt', record())
+    output = tmp_path / 'missing' / 'compare.png'
+    assert compare.main([directory, '--plot', str(output)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ''
+    assert captured.err == 'error: cannot write %s: there is no directory %s; create it first\n' % (
+        output, tmp_path / 'missing')
+
+
+def test_the_full_length_run_of_an_earlier_release_is_compared_and_drawn(tmp_path):
+    if not FULL_RUN.is_dir():
+        pytest.skip('the full-length run (../shared/runs/o15t-full) is not here')
+    output = tmp_path / 'compare.png'
+    result = subprocess.run([sys.executable, '-m', 'supervised_reptile.compare', str(FULL_RUN),
+                             '--plot', str(output)], cwd=REPO_DIR, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0 and result.stderr == '', result.stderr
+    assert '| 97.63 ± 0.14 (10000 tasks) | 97.68 ± 0.04 | final version, Table 2 | -0.05 |' \
+        in result.stdout
+    with Image.open(output) as image:
+        assert image.format == 'PNG' and image.width == 1200 and image.height >= 300

@@ -13,6 +13,7 @@ import io
 import math
 import os
 import shutil
+import urllib.parse
 import zipfile
 
 import numpy as np
@@ -53,8 +54,15 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, demo_url):
+def requested():
+    """The URLs of the requests the page makes, in order (the page fixture records them)."""
+    return []
+
+
+@pytest.fixture
+def page(browser, demo_url, requested):
     page = browser.new_page(viewport={'width': 1280, 'height': 900})
+    page.on('request', lambda request: requested.append(request.url))
     page.goto(demo_url)
     page.wait_for_selector('#classes canvas')
     yield page
@@ -105,6 +113,24 @@ def test_a_drawn_circle_is_classified_as_the_circle_class(page, tmp_path):
     assert np.argmax(probabilities) == 1, probabilities
     assert 'class 2' in page.inner_text('#status')
     assert page.locator('#classes .pad.winner').count() == 1
+
+
+def test_the_page_asks_for_nothing_but_the_demos_own_address(page, demo_url, requested):
+    """Loading the page and answering a drawn task, it requests nothing from anywhere else: no
+    font, script or style sheet from the network."""
+    page.select_option('#ways', '2')
+    first, second = page.locator('#classes canvas').all()
+    stroke(page, first, [(0.5, 0.15), (0.5, 0.85)])
+    stroke(page, second, circle(0.5, 0.5, 0.3))
+    stroke(page, page.locator('#query canvas'), circle(0.5, 0.5, 0.3))
+    page.wait_for_function("document.getElementById('status').textContent.includes('looks')",
+                           timeout=ANSWER_TIMEOUT_MS)
+    own = urllib.parse.urlsplit(demo_url)
+    paths = [urllib.parse.urlsplit(url).path for url in requested]
+    assert {'/', '/demo.js', '/demo.css', '/predict'} <= set(paths), requested
+    for url in requested:
+        parts = urllib.parse.urlsplit(url)
+        assert (parts.scheme, parts.netloc) == (own.scheme, own.netloc), url
 
 
 def test_a_bad_request_shows_the_servers_message_and_the_page_goes_on(page):

@@ -13,6 +13,7 @@ from supervised_reptile import backbone, evaluation, models, sampling, settings
 from supervised_reptile.evaluation import Evaluator
 from supervised_reptile.inner_loop import SGD, Adam
 from supervised_reptile.reptile import Reptile
+from supervised_reptile.tasks import ClassificationTasks
 
 from conftest import REPO_DIR, random_classes
 
@@ -45,9 +46,7 @@ def evaluator_for(reptile, transductive, **kwargs):
 
 
 def sample_jobs(evaluator, classes, count, shots=2, seed=0):
-    rng = np.random.default_rng(seed)
-    return [(classes.images, evaluator.sample_task(classes, settings.TaskShape(3, shots), rng))
-            for _ in range(count)]
+    return evaluator.jobs(ClassificationTasks(classes, 3, shots, seed=seed), count)
 
 
 def assert_close_logits(actual, expected):
@@ -127,13 +126,13 @@ def test_evaluation_leaves_weights_and_optimizer_state_bit_for_bit_unchanged(ref
 
 
 def test_accuracy_draws_the_same_tasks_however_many_run_side_by_side(reference_reptile):
-    shape = settings.TaskShape(3, 2)
     results = []
     for tasks_per_batch in (1, 4):
         rng = np.random.default_rng(3)
-        evaluator = evaluator_for(reference_reptile, transductive=True, samples=6,
+        evaluator = evaluator_for(reference_reptile, transductive=True,
                                   tasks_per_batch=tasks_per_batch)
-        accuracy = evaluator.accuracy(OMNIGLOT, shape, rng, log_fn=lambda line: None)
+        accuracy = evaluator.evaluate(ClassificationTasks(OMNIGLOT, 3, 2, rng=rng), 6,
+                                      log_fn=lambda line: None)
         results.append((accuracy, rng.bit_generator.state))
     assert results[0][0].num_tasks == 6
     assert results[0] == results[1]
@@ -158,6 +157,7 @@ from supervised_reptile import backbone, models, sampling, settings
 from supervised_reptile.evaluation import Evaluator
 from supervised_reptile.inner_loop import Adam
 from supervised_reptile.reptile import Reptile
+from supervised_reptile.tasks import ClassificationTasks
 from conftest import random_classes
 
 classes = random_classes(8, 6, seed=5)
@@ -173,8 +173,7 @@ for transductive in (False, True):
     per_task = Evaluator(reptile, evaluation, grouped=False)
     grouped = Evaluator(reptile, evaluation, grouped=True)
     assert grouped.network.grouped and not per_task.network.grouped
-    jobs = [(classes.images, per_task.sample_task(classes, settings.TaskShape(3, 2), rng))
-            for _ in range(3)]
+    jobs = per_task.jobs(ClassificationTasks(classes, 3, 2, rng=rng), 3)
     expected, actual = per_task.query_logits(jobs, 3), grouped.query_logits(jobs, 3)
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
     np.testing.assert_array_equal(actual.argmax(-1), expected.argmax(-1))

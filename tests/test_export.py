@@ -75,7 +75,7 @@ def test_the_file_loads_with_keras_alone_and_has_the_models_parameters(run, expo
                                                                        loaded_alone):
     lines, _ = loaded_alone
     assert lines[0] == 'project not importable'
-    model = Adapter.from_checkpoint(str(run.directory)).reptile.model
+    model = Adapter.from_checkpoint(str(run.directory)).learner.model
     assert int(lines[1]) == model.count_params()
     written = re.search(r'out/model\.keras \((\d+) parameters\)', exported[1].stdout)
     assert written and int(written.group(1)) == model.count_params()
@@ -83,7 +83,7 @@ def test_the_file_loads_with_keras_alone_and_has_the_models_parameters(run, expo
 
 def test_called_with_training_true_it_gives_the_projects_logits(run, loaded_alone, batch):
     _, logits = loaded_alone
-    expected = np.asarray(Adapter.from_checkpoint(str(run.directory)).reptile.model(
+    expected = np.asarray(Adapter.from_checkpoint(str(run.directory)).learner.model(
         batch, training=True))
     assert logits.shape == expected.shape == (7, 3)
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from supervised_reptile import args, folder, images, omniglot
+from supervised_reptile import folder, images, omniglot, recipes
 from supervised_reptile.errors import UserError
 
 from conftest import REPO_DIR
@@ -238,8 +238,8 @@ def test_a_missing_or_classless_folder_is_a_user_error(tmp_path):
     ('auto', 1, 'omniglot'), ('auto', 3, 'miniimagenet'), ('omniglot', 3, 'omniglot'),
     ('miniimagenet', 1, 'miniimagenet')])
 def test_the_architecture_follows_channels_unless_model_names_one(family, channels, expected):
-    model = args.build_model(args.FOLDER, {'model': family, 'channels': channels,
-                                           'image-size': 32, 'classes': 4})
+    model = recipes.build_model(recipes.FOLDER, {'model': family, 'channels': channels,
+                                                 'image-size': 32, 'classes': 4})
     assert model.name == expected
     assert tuple(model.inputs[0].shape[1:]) == (32, 32, channels)
     assert model.outputs[0].shape[-1] == 4

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from supervised_reptile import args, backbone, models, sampling
+from supervised_reptile import args, backbone, models, recipes, sampling
 from supervised_reptile.errors import UserError
 from supervised_reptile.evaluation import Evaluator
-from supervised_reptile.inner_loop import SGD, Adam, gather_images
+from supervised_reptile.inner_loop import SGD, Adam, gather_inputs
 from supervised_reptile.reptile import FOML, Reptile
 from supervised_reptile.settings import Evaluation
 
@@ -87,31 +87,40 @@ def test_the_inner_loops_hold_only_the_variables_they_train():
     assert ids(evaluator.network.variables) == ids(reptile.fine_tuned_variables)
 
 
-def test_frozen_variables_stay_off_the_gradient_tapes(monkeypatch):
-    """No tape of meta-training or evaluation watches a variable frozen in it, so none builds a
-    backward pass through the frozen blocks (the trained weights are watched as tensors)."""
-    tapes = []
+def assert_gradients_only_of(asked, trained):
+    """Each gradient asked for since the last call was of the trained variables, in their
+    order, one for each (its tasks stacked before its shape); forget them."""
+    assert asked
+    for shapes in asked:
+        assert len(shapes) == len(trained)
+        assert [shape[len(shape) - len(v.shape):] for shape, v in zip(shapes, trained)] == [
+            tuple(v.shape) for v in trained]
+    asked.clear()
 
-    class RecordedTape(tf.GradientTape):
-        def __exit__(self, *exception):
-            tapes.append(self)
-            return super().__exit__(*exception)
 
-    def watched_in_blocks(count):
-        """The variables of the first count blocks that the tapes made since the last call
-        watched, by name."""
-        in_blocks = ids(v.value for v in backbone.block_variables(reptile.model, count))
-        watched = [v.name for tape in tapes for v in tape.watched_variables()
-                   if id(v) in in_blocks]
-        tapes.clear()
-        return watched
+def test_no_gradient_is_taken_of_a_frozen_variable(monkeypatch):
+    """Every gradient meta-training and evaluation ask for is of the weights they train, so no
+    backward pass is built for the frozen blocks' weights, and those stay bit for bit as they
+    were. The first block (frozen in both) holds the only kernel of one input channel."""
+    asked = []
 
-    monkeypatch.setattr(tf, 'GradientTape', RecordedTape)
-    reptile = frozen_reptile(2, eval_blocks=3)
+    class RecordingTape(tf.GradientTape):
+        def gradient(self, target, sources, *more, **options):
+            asked.append([tuple(source.shape) for source in tf.nest.flatten(sources)])
+            return super().gradient(target, sources, *more, **options)
+
+    monkeypatch.setattr(tf, 'GradientTape', RecordingTape)
+    reptile = frozen_reptile(1, eval_blocks=3)
+    first_kernel = tuple(backbone.blocks(reptile.model)[0][0].kernel.shape)
+    frozen = backbone.block_variables(reptile.model, 1)
+    frozen_before = values(frozen)
     reptile.train_step(IMAGES, meta_batch(), 0.5)
-    assert tapes and watched_in_blocks(2) == []
+    assert all(shape[-4:] != first_kernel for shapes in asked for shape in shapes)
+    assert_gradients_only_of(asked, reptile.meta_trained_variables)
     Evaluator(reptile, EVALUATION).count_correct([evaluation_job()])
-    assert tapes and watched_in_blocks(3) == []
+    assert_gradients_only_of(asked, reptile.fine_tuned_variables)
+    for before, variable in zip(frozen_before, frozen):
+        np.testing.assert_array_equal(before, variable.numpy())
 
 
 def test_adam_holds_no_state_for_frozen_variables():
@@ -135,7 +144,7 @@ def test_with_every_block_frozen_a_meta_step_trains_the_head_alone():
     gradients = []
     for indices, labels in zip(batch.last_indices, batch.last_labels):
         with tf.GradientTape() as tape:
-            logits = reptile.model(gather_images(IMAGES, indices), training=True)
+            logits = reptile.model(gather_inputs(IMAGES, indices), training=True)
             loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
         gradients.append(values(tape.gradient(loss, head.variables)))
     expected = [v - 0.01 * np.mean(g, axis=0)
@@ -153,10 +162,10 @@ def eager_fine_tune(model, optimizer, task, trained):
     transductive query logits."""
     for indices, labels in zip(task.batch_indices, task.batch_labels):
         with tf.GradientTape() as tape:
-            logits = model(gather_images(IMAGES, indices), training=True)
+            logits = model(gather_inputs(IMAGES, indices), training=True)
             loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
         optimizer.apply_gradients(zip(tape.gradient(loss, trained), trained))
-    return model(gather_images(IMAGES, task.query_indices), training=True).numpy()
+    return model(gather_inputs(IMAGES, task.query_indices), training=True).numpy()
 
 
 def test_evaluation_only_freezing_fine_tunes_the_rest():
@@ -188,13 +197,14 @@ def parse_flags():
 
 def test_flags_build_reptile_with_frozen_blocks(parse_flags):
     parse_flags('--freeze-blocks', '1', '--freeze-eval-blocks', '2')
-    reptile = args.build_reptile(models.omniglot_model(5))
+    reptile = recipes.build_learner(models.omniglot_model(5), args.flag_values()).algorithm
     blocks = backbone.blocks(reptile.model)
     assert [layer.trainable for layer in blocks[0]] == [False] * 3
     assert all(layer.trainable for block in blocks[1:] for layer in block)
     assert len(reptile.meta_trained_variables) == 14 and len(reptile.fine_tuned_variables) == 10
     parse_flags('--freeze-blocks', '3')
-    assert len(args.build_reptile(models.omniglot_model(5)).fine_tuned_variables) == 6
+    learner = recipes.build_learner(models.omniglot_model(5), args.flag_values())
+    assert len(learner.algorithm.fine_tuned_variables) == 6
 
 
 @pytest.mark.parametrize('argv, error, message', [

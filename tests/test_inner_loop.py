@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from supervised_reptile import models
-from supervised_reptile.inner_loop import SGD, Adam, InnerLoop, InnerState, gather_images
+from supervised_reptile.inner_loop import SGD, Adam, InnerLoop, InnerState, gather_inputs
 from supervised_reptile.networks import TaskNetwork
 
 from conftest import random_classes
@@ -84,7 +84,7 @@ def small_model():
 
 def task_batches(task, steps=3):
     rng = np.random.default_rng(task)
-    return [(gather_images(IMAGES, rng.choice(len(IMAGES), 6, replace=False)),
+    return [(gather_inputs(IMAGES, rng.choice(len(IMAGES), 6, replace=False)),
              tf.constant(rng.integers(0, 3, 6), tf.int32)) for _ in range(steps)]
 
 

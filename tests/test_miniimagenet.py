@@ -12,7 +12,7 @@ import pytest
 
 from supervised_reptile import build_miniimagenet, miniimagenet
 from supervised_reptile.errors import UserError
-from supervised_reptile.reptile import gather_images
+from supervised_reptile.inner_loop import gather_inputs
 
 from conftest import REPO_DIR, SHARED_DIR
 
@@ -131,7 +131,7 @@ def test_sample_loads_as_84x84x3_in_unit_range():
     train, val, test = miniimagenet.read_dataset(str(SAMPLE))
     assert (len(train), len(val), len(test)) == (64, 16, 20)
     assert list(test.counts) == [20] * 20
-    floats = gather_images(train.images, np.arange(40)).numpy()
+    floats = gather_inputs(train.images, np.arange(40)).numpy()
     assert floats.shape == (40, 84, 84, 3)
     assert floats.min() >= 0 and floats.max() <= 1 and floats.std() > 0.1
 

@@ -112,6 +112,7 @@ from supervised_reptile import models, sampling, settings
 from supervised_reptile.evaluation import Evaluator
 from supervised_reptile.inner_loop import SGD, Adam
 from supervised_reptile.reptile import FOML, Reptile
+from supervised_reptile.tasks import ClassificationTasks
 from conftest import random_classes
 
 classes = random_classes(12, 8, seed=3)
@@ -153,8 +154,7 @@ for transductive in (True, False):
     alone = Evaluator(reptile, evaluation)
     shared = Evaluator(reptile, evaluation, strategy=strategies[2])
     assert alone.strategy is None and shared.strategy is strategies[2]
-    jobs = [(classes.images, alone.sample_task(classes, settings.TaskShape(3, 2), rng))
-            for _ in range(3)]
+    jobs = alone.jobs(ClassificationTasks(classes, 3, 2, rng=rng), 3)
     one = alone.query_logits(jobs)
     two = shared.query_logits(jobs)
     assert one.shape == two.shape == (3, 3, 3)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from supervised_reptile import args, presets, published
+from supervised_reptile import args, presets, published, recipes
 from supervised_reptile.errors import UserError
 
 from conftest import REPO_DIR
@@ -99,7 +99,7 @@ def test_explicit_flags_override_the_preset():
     assert (values['meta-iters'], values['learning-rate'], values['inner-batch']) == (7, 0.01, 5)
     assert not values['transductive'] and values['checkpoint'] == 'mine'
     assert (values['shots'], values['train-shots'], values['meta-batch']) == (1, 10, 5)
-    training = args.training()
+    training = recipes.training(args.flag_values())
     assert (training.meta_iters, training.inner_batch, training.train_shots) == (7, 5, 10)
     assert args.explicit_flags() == ['checkpoint', 'inner-batch', 'learning-rate', 'meta-iters',
                                      'preset', 'transductive']

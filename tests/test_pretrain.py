@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from supervised_reptile import backbone, models, pretrain
 from supervised_reptile.errors import UserError
-from supervised_reptile.inner_loop import Adam, gather_images
+from supervised_reptile.inner_loop import Adam, gather_inputs
 from supervised_reptile.reptile import Reptile
 
 from conftest import random_classes, run_script, write_omniglot_tree
@@ -77,14 +77,14 @@ def test_pretraining_shrinks_the_weights_then_takes_an_adam_step():
         for variable in twin.trainable_variables:
             variable.assign(variable * (1 - 0.01 * 5.0))
         with tf.GradientTape() as tape:
-            logits = twin(gather_images(CLASSES.images, batch), training=True)
+            logits = twin(gather_inputs(CLASSES.images, batch), training=True)
             loss = tf.reduce_sum(
                 tf.nn.sparse_softmax_cross_entropy_with_logits(batch_labels, logits))
         optimizer.apply_gradients(zip(tape.gradient(loss, twin.trainable_variables),
                                       twin.trainable_variables))
     # The logits, not the weights: Adam turns the conv biases' gradients, zero but for float
     # rounding, into whole steps, which the batch normalization after them cancels.
-    images = gather_images(CLASSES.images, indices[0])
+    images = gather_inputs(CLASSES.images, indices[0])
     np.testing.assert_allclose(classifier(images, training=True), twin(images, training=True),
                                rtol=1e-4, atol=1e-5)
 

@@ -5,10 +5,10 @@ import hashlib
 import numpy as np
 
 from supervised_reptile import models, omniglot
-from supervised_reptile.evaluation import Evaluator
 from supervised_reptile.inner_loop import Adam
-from supervised_reptile.reptile import Reptile
+from supervised_reptile.learner import Reptile
 from supervised_reptile.settings import Evaluation, TaskShape, Training
+from supervised_reptile.tasks import ClassificationTasks
 from supervised_reptile.train import train
 
 
@@ -44,12 +44,25 @@ def test_split_for_seed_0_is_the_reference_split(real_omniglot_dir):
 def test_short_run_of_readme_row_1_learns(real_omniglot_dir, tmp_path):
     train_set, test_set = omniglot.load(str(real_omniglot_dir), seed=0)
     rng = np.random.default_rng(0)
-    reptile = Reptile(models.omniglot_model(5), Adam(0.001))
-    evaluator = Evaluator(reptile, Evaluation(transductive=True, samples=200))
     shape = TaskShape(classes=5, shots=1)
-    train(reptile, evaluator, train_set, test_set, str(tmp_path / 'ckpt'), rng, shape,
-          Training(train_shots=10, inner_batch=10, inner_iters=5, meta_step=1, meta_step_final=0,
-                   meta_batch=5, meta_iters=200, eval_interval=1000), log_fn=lambda line: None)
-    accuracy = evaluator.accuracy(test_set, shape, rng, log_fn=lambda line: None)
+    training = Training(train_shots=10, inner_batch=10, inner_iters=5, meta_step=1,
+                        meta_step_final=0, meta_batch=5, meta_iters=200, eval_interval=1000)
+    evaluation = Evaluation(transductive=True, samples=200)
+    learner = Reptile(models.omniglot_model(5), inner_optimizer=Adam(0.001),
+                      inner_steps=training.inner_iters, inner_batch_size=training.inner_batch,
+                      meta_batch_size=training.meta_batch, meta_step_size=training.meta_step,
+                      meta_step_size_final=training.meta_step_final,
+                      eval_steps=evaluation.inner_iters, eval_batch_size=evaluation.inner_batch,
+                      transductive=evaluation.transductive)
+
+    def tasks_of(classes, shots):
+        return ClassificationTasks(classes, shape.classes, shots, replacement=shape.replacement,
+                                   rng=rng)
+    train(learner, tasks_of(train_set, training.train_shots),
+          [('train', tasks_of(train_set, shape.shots)), ('test', tasks_of(test_set, shape.shots))],
+          str(tmp_path / 'ckpt'), training.meta_iters, training.eval_interval,
+          log_fn=lambda line: None)
+    accuracy = learner.evaluate(tasks_of(test_set, shape.shots), evaluation.samples,
+                                log_fn=lambda line: None)
     # Chance is 0.2; 200 meta-steps already reach about 0.6.
     assert accuracy.mean - accuracy.ci95 > 0.4, accuracy

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from supervised_reptile import models, sampling
 from supervised_reptile.evaluation import Evaluator
-from supervised_reptile.inner_loop import SGD, Adam, gather_images
+from supervised_reptile.inner_loop import SGD, Adam, gather_inputs
 from supervised_reptile.reptile import FOML, Reptile
 from supervised_reptile.settings import Evaluation
 
@@ -60,7 +60,7 @@ def eager_step(model, optimizer, indices, labels, decay=1):
     for v in model.trainable_variables:
         v.assign(v * decay)
     with tf.GradientTape() as tape:
-        logits = model(gather_images(IMAGES, indices), training=True)
+        logits = model(gather_inputs(IMAGES, indices), training=True)
         loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
     grads = tape.gradient(loss, model.trainable_variables)
     optimizer.apply_gradients(zip(grads, model.trainable_variables))
@@ -152,7 +152,7 @@ def test_one_inner_sgd_step_is_a_gradient_step_on_the_expected_loss():
     gradients = []
     for task in tasks:
         with tf.GradientTape() as tape:
-            logits = twin(gather_images(IMAGES, task.last_indices), training=True)
+            logits = twin(gather_inputs(IMAGES, task.last_indices), training=True)
             loss = tf.reduce_sum(
                 tf.nn.sparse_softmax_cross_entropy_with_logits(task.last_labels, logits))
         gradients.append([g.numpy() for g in tape.gradient(loss, twin.trainable_variables)])
@@ -243,8 +243,8 @@ def test_prediction_batches_transductive_and_not():
     eager_reptile_step(twin, twin_optimizer, training_tasks(2), 0.5)
     for indices, labels in zip(task.batch_indices, task.batch_labels):
         eager_step(twin, twin_optimizer, indices, labels)
-    queries = gather_images(IMAGES, task.query_indices)
-    support = gather_images(IMAGES, task.support_indices)
+    queries = gather_inputs(IMAGES, task.query_indices)
+    support = gather_inputs(IMAGES, task.support_indices)
     expected = {
         True: twin(queries, training=True).numpy(),  # all queries in one batch, nothing else
         # Each query alone with the whole support set, its own row last.

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from supervised_reptile import checkpoints, models
-from supervised_reptile.evaluation import Evaluator
+from supervised_reptile import checkpoints, learner, models
 from supervised_reptile.inner_loop import Adam
 from supervised_reptile.reptile import Reptile
 from supervised_reptile.settings import Evaluation, TaskShape, Training
 from supervised_reptile.summaries import last_logged_step
+from supervised_reptile.tasks import ClassificationTasks
 from supervised_reptile.train import TrainingDiverged, train
 
 from conftest import REPO_DIR, random_classes, write_omniglot_tree
@@ -153,28 +153,44 @@ def test_a_finished_run_is_not_trained_again_and_a_changed_command_does_not_resu
     assert {path: path.read_bytes() for path in uninterrupted.rglob('*') if path.is_file()} == before
 
 
-class DivergingAt(Reptile):
-    """A Reptile whose meta-step at `step` reports `outcome` (loss, weights finite), as a
+def diverging_at(step, outcome):
+    """A learner whose meta-step at `step` reports `outcome` (loss, weights finite), as a
     diverging run would."""
 
-    def __init__(self, model, rule, step, outcome):
-        super().__init__(model, rule)
-        self.diverging_step, self.outcome, self.calls = step, outcome, 0
+    class DivergingAt(Reptile):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.calls = 0
 
-    def train_step(self, images, meta_batch, meta_step_size):
-        result = super().train_step(images, meta_batch, meta_step_size)
-        self.calls += 1
-        return self.outcome if self.calls - 1 == self.diverging_step else result
+        def train_step(self, images, meta_batch, meta_step_size):
+            result = super().train_step(images, meta_batch, meta_step_size)
+            self.calls += 1
+            return outcome if self.calls - 1 == step else result
+
+    class DivergingLearner(learner.Reptile):
+        engine = DivergingAt
+
+    return DivergingLearner
 
 
 def train_diverging_at(directory, step, outcome):
     classes = random_classes(6, 3)
-    reptile = DivergingAt(models.omniglot_model(2), Adam(1e-3), step, outcome)
+    shape = TaskShape(classes=2, shots=1)
+    training = Training(train_shots=1, inner_batch=2, inner_iters=1, meta_iters=300,
+                        eval_interval=50)
+    evaluation = Evaluation(inner_iters=1)
+    diverging = diverging_at(step, outcome)(
+        models.omniglot_model(2), inner_optimizer=Adam(1e-3), inner_steps=training.inner_iters,
+        inner_batch_size=training.inner_batch, meta_batch_size=training.meta_batch,
+        meta_step_size=training.meta_step, meta_step_size_final=training.meta_step_final,
+        eval_steps=evaluation.inner_iters, eval_batch_size=evaluation.inner_batch)
+    rng = np.random.default_rng(0)
+    tasks = ClassificationTasks(classes, shape.classes, training.train_shots, rng=rng)
+    logged = [(name, ClassificationTasks(classes, shape.classes, shape.shots, rng=rng))
+              for name in ('train', 'test')]
     with pytest.raises(TrainingDiverged) as stopped:
-        train(reptile, Evaluator(reptile, Evaluation(inner_iters=1)), classes, classes,
-              str(directory), np.random.default_rng(0), TaskShape(classes=2, shots=1),
-              Training(train_shots=1, inner_batch=2, inner_iters=1, meta_iters=300,
-                       eval_interval=50), log_fn=lambda line: None)
+        train(diverging, tasks, logged, str(directory), training.meta_iters,
+              training.eval_interval, log_fn=lambda line: None)
     return str(stopped.value)
 
 

@@ -137,11 +137,30 @@ def parse_settings(*argv):
 
 def test_preset_sets_defaults_that_flags_override():
     settings = parse_settings('--preset', 'review-optimisers', '--meta-iters', '3000')
-    assert [run.optimizer.name for run in settings.runs] == ['sgd', 'adam', 'rmsprop']
+    assert [run.optimizer.name for run in settings.runs] == ['sgd', 'adam-pytorch', 'rmsprop']
     assert [run.optimizer.learning_rate for run in settings.runs] == [0.02, 0.003, 0.003]
     assert not settings.reset_state and settings.schedule.inner_batches == 32
     assert settings.schedule.num_iterations == 3000
     assert settings.eval_at == [1000, 2000]
+
+
+def test_old_names_of_the_renamed_variants_still_run_with_a_note():
+    settings = parse_settings('--algorithm', 'reptile,fomaml', '--inner-optimizer', 'adam')
+    assert [run.algorithm for run in settings.runs] == ['reptile', 'fomaml-gradient']
+    assert {run.optimizer.name for run in settings.runs} == {'adam-pytorch'}
+    assert [note.split(',')[0] for note in settings.notes] == [
+        'note: --algorithm fomaml is now called fomaml-gradient',
+        'note: --inner-optimizer adam is now called adam-pytorch']
+    assert settings.flag_values['algorithm'] == ['reptile', 'fomaml-gradient']
+
+
+def test_adam_pytorch_adds_epsilon_to_the_bias_corrected_root():
+    """First step, gradient 1: the corrected moments are 1, so the step is lr / (1 + epsilon).
+    TF1's rule (supervised_reptile's Adam) would step lr * 0.1 / (0.1 + epsilon) here."""
+    adam = optimizers.PyTorchAdam(0.1, beta1=0.9, beta2=0.99, epsilon=1.0)
+    params = [tf.zeros([1])]
+    stepped, _ = adam.apply(params, [tf.ones([1])], adam.init(params))
+    assert float(stepped[0][0]) == pytest.approx(-0.05)
 
 
 @pytest.mark.parametrize('argv, message', [
@@ -157,7 +176,8 @@ def test_bad_settings_are_user_errors(argv, message):
 
 
 def test_run_writes_figures_and_metrics(tmp_path):
-    settings = parse_settings('--algorithm', 'reptile,maml', '--inner-optimizer', 'sgd,adam',
+    settings = parse_settings('--algorithm', 'reptile,maml',
+                              '--inner-optimizer', 'sgd,adam-pytorch',
                               '--learning-rate', '0.02,0.003', '--reset-inner-state=false',
                               '--hidden', '8', '--meta-iters', '40', '--chunk', '20',
                               '--eval-interval', '20', '--eval-samples', '20',
@@ -172,11 +192,11 @@ def test_run_writes_figures_and_metrics(tmp_path):
     assert json.loads((tmp_path / 'metrics.json').read_text()) == json.loads(json.dumps(metrics))
 
     methods = {method['name']: method for method in metrics['methods']}
-    assert list(methods) == ['reptile (sgd)', 'maml (sgd)', 'reptile (adam)', 'maml (adam)',
-                             'scratch (sgd)', 'scratch (adam)', 'joint training (sgd)',
-                             'joint training (adam)']
-    maml = methods['maml (adam)']
-    assert maml['inner_optimizer'] == 'adam' and maml['inner_learning_rate'] == 0.003
+    assert list(methods) == ['reptile (sgd)', 'maml (sgd)', 'reptile (adam-pytorch)',
+                             'maml (adam-pytorch)', 'scratch (sgd)', 'scratch (adam-pytorch)',
+                             'joint training (sgd)', 'joint training (adam-pytorch)']
+    maml = methods['maml (adam-pytorch)']
+    assert maml['inner_optimizer'] == 'adam-pytorch' and maml['inner_learning_rate'] == 0.003
     assert [e['meta_iterations'] for e in maml['evaluations']] == [20, 40]
     assert maml['evaluations'][-1]['steps'] == list(range(33))
     assert list(maml['final']) == ['0', '1', '4', '8', '16', '32']

@@ -15,7 +15,7 @@ from .. import cli  # TensorFlow loads through cli, quietly
 import errno
 import os
 
-from .. import args, results
+from .. import results
 from ..adapt import Adapter
 from ..errors import UserError
 from . import SHIPPED_MODEL
@@ -74,5 +74,6 @@ def _info(adapter, directory):
 
 
 if __name__ == '__main__':
+    from .. import args  # the command's flags, defined only when it runs
     args.define_demo_flags()
     cli.run(main)

@@ -14,6 +14,7 @@ The weights and the second moments, which fine-tuning starts from, are kept as t
 # pylint: disable=wrong-import-position
 if __name__ == '__main__':
     from .. import cli  # as a command, TensorFlow loads through cli, quietly
+    from .. import args  # the command's flags, defined only when it runs
 
 import os
 import shutil
@@ -21,7 +22,7 @@ import tempfile
 
 import tensorflow as tf
 
-from .. import args, checkpoints, results
+from .. import checkpoints, results
 from ..adapt import Adapter
 from ..errors import UserError
 from ..inner_loop import Adam
@@ -35,7 +36,7 @@ def ship(run_directory, destination=SHIPPED_MODEL):
     if record is not None and record['dataset'] != 'omniglot':
         raise UserError('%s holds a %s run; the demo draws Omniglot characters, so its model is '
                         "an Omniglot run's" % (run_directory, record['dataset']))
-    reptile = Adapter.from_checkpoint(run_directory).reptile
+    reptile = Adapter.from_checkpoint(run_directory).learner.algorithm
     if isinstance(reptile.rule, Adam) and reptile.rule.beta_1 == 0:
         for slots in reptile.optimizer.slots:
             slots[0].assign(tf.zeros_like(slots[0]))
