@@ -178,7 +178,8 @@ def _learner(model, config):
     """The learner of a configuration: the reference's Adam, its training and evaluation
     settings."""
     training, evaluation = config.training, config.evaluation
-    return Reptile(model, inner_optimizer=Adam(1e-3), inner_steps=training.inner_iters,
+    return Reptile(model, inner_optimizer=Adam(1e-3), loss_reduction='sum',
+                   inner_steps=training.inner_iters,
                    inner_batch_size=training.inner_batch, meta_batch_size=training.meta_batch,
                    meta_step_size=training.meta_step,
                    meta_step_size_final=training.meta_step_final,
@@ -253,7 +254,8 @@ def _time_evaluation(reptile, transductive, config, classes, rng, result):
     flop = flops.evaluation_task_flops(reptile.model, shape.classes, shape.shots,
                                        settings.inner_batch, settings.inner_iters, transductive)
     tasks_per_batch = evaluator.tasks_per_batch(max(settings.inner_batch,
-                                                    shape.classes * shape.shots + 1))
+                                                    shape.classes * shape.shots + 1),
+                                                classes.images.shape[1:])
     if FLAGS.quick:
         tasks_per_batch = min(tasks_per_batch, 2)
     count = tasks_per_batch if FLAGS.quick else max(FLAGS.tasks, tasks_per_batch)

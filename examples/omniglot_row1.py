@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 import supervised_reptile as sr
-from supervised_reptile import models, omniglot
+from supervised_reptile import omniglot
 
 META_ITERATIONS = int(sys.argv[1]) if len(sys.argv) > 1 else 100000
 EVAL_TASKS = int(sys.argv[2]) if len(sys.argv) > 2 else 10000
@@ -27,10 +27,11 @@ keras.utils.set_random_seed(SEED)  # the model's initial weights
 rng = np.random.default_rng(SEED)  # every task and mini-batch, in the order the script draws them
 train_set, test_set = omniglot.load('data/omniglot', SEED)  # 1,200 characters x 4 rotations; 423
 
-learner = sr.Reptile(models.omniglot_model(5), inner_optimizer=sr.Adam(0.001), inner_steps=5,
-                     inner_batch_size=10, meta_batch_size=5, meta_step_size=1.0,
-                     meta_step_size_final=0.0, eval_steps=50, eval_batch_size=5,
-                     transductive=True)
+# The reference sums the inner loss over a mini-batch (the run scripts too): loss_reduction='sum'.
+learner = sr.Reptile(sr.models.omniglot_model(5), inner_optimizer=sr.Adam(0.001),
+                     loss_reduction='sum', inner_steps=5, inner_batch_size=10, meta_batch_size=5,
+                     meta_step_size=1.0, meta_step_size_final=0.0, eval_steps=50,
+                     eval_batch_size=5, transductive=True)
 # One generator for all: training tasks have 10 shots, evaluation tasks 1 shot and 1 query.
 training = sr.tasks.ClassificationTasks(train_set, ways=5, shots=10, rng=rng)
 train_eval = sr.tasks.ClassificationTasks(train_set, ways=5, shots=1, rng=rng)

@@ -31,9 +31,9 @@ model = keras.Sequential([keras.Input((1,)),
                           keras.layers.Dense(64, activation='tanh'),
                           keras.layers.Dense(64, activation='tanh'),
                           keras.layers.Dense(1)])
-# The inner loss is summed over the mini-batch: SGD(0.002) on 10 points is a step of 0.02 on
-# their mean, the paper's. Evaluation predicts all queries at once (no batch norm here).
-learner = sr.Reptile(model, loss='mse', inner_optimizer=sr.SGD(0.002), inner_steps=32,
+# The paper's inner loop: SGD at 0.02 on the mean squared error of 10 points. Evaluation
+# predicts all queries at once (no batch norm here).
+learner = sr.Reptile(model, loss='mse', inner_optimizer=sr.SGD(0.02), inner_steps=32,
                      inner_batch_size=10, meta_batch_size=1, meta_step_size=0.1,
                      meta_step_size_final=0.0, eval_steps=32, eval_batch_size=10,
                      transductive=True)

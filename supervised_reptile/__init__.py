@@ -17,7 +17,8 @@ __version__ = '0.1.0'
 # Public name -> the module that defines it (a module of its own for `tasks`).
 _PUBLIC = {'Reptile': 'learner', 'FOMAML': 'learner', 'load': 'learner',
            'TrainingDiverged': 'learner', 'Adam': 'inner_loop', 'SGD': 'inner_loop',
-           'Estimate': 'statistics', 'UserError': 'errors', 'tasks': 'tasks'}
+           'Estimate': 'statistics', 'UserError': 'errors', 'tasks': 'tasks',
+           'models': 'models', 'callbacks': 'callbacks'}
 __all__ = sorted(_PUBLIC)
 
 

@@ -112,9 +112,8 @@ class Adapter:
         if not queries:
             raise UserError('no query to predict; give one or more images')
         query_arrays = [self._image(query) for query in queries]
-        support, query_arrays = _one_type(support), _one_type(query_arrays)
-        if support.dtype != query_arrays.dtype:
-            support, query_arrays = _as_floats(support), _as_floats(query_arrays)
+        # The learner gives the model the values it is given: images as floats in [0, 1].
+        support, query_arrays = _as_floats(_one_type(support)), _as_floats(_one_type(query_arrays))
         logits = self.learner.predict(support, labels, query_arrays,
                                       replacement=self.values['replacement'])
         probabilities = _softmax(logits[:, :len(names)])

@@ -58,8 +58,10 @@ class Evaluator:
         self._fine_tuned = [index[id(v)] for v in self.network.variables]
         self._fine_tuned_ids = {id(v) for v in self.network.variables}
         self._shared = [index[id(v)] for v in self.network.shared_variables]
-        self.inner_loop = InnerLoop(self.network, reptile.rule, reptile.weight_decay, reptile.loss)
-        self._states = {}  # per tasks in a call (on a replica): the inner state
+        self.inner_loop = InnerLoop(self.network, reptile.rule, reptile.weight_decay, reptile.loss,
+                                    reptile.reduction)
+        self._states = {}  # per (tasks in a call on a replica, distributed): the inner state
+        self._default_sizes = {}  # batch size -> default_tasks_per_batch
         self._logits = tf.function(self._logits_graph, jit_compile=reptile.jit_compile)
         self._distributed_logits = tf.function(self._distributed_logits_graph)
         self._fine_tune = tf.function(self._fine_tune_graph)
@@ -78,7 +80,8 @@ class Evaluator:
         jobs), a short last batch padded with copies of its last task so that every call has
         the compiled shape.
         """
-        size = size or min(len(jobs), self.tasks_per_batch(largest_batch(jobs[0][1])))
+        size = size or min(len(jobs), self.tasks_per_batch(largest_batch(jobs[0][1]),
+                                                           jobs[0][0].shape[1:]))
         start, shared = self._split(self.reptile.snapshot() if start is None else start)
         logits = []
         for first in range(0, len(jobs), size):
@@ -102,7 +105,8 @@ class Evaluator:
         """
         source.check('evaluation')
         size = min(num_tasks, self.tasks_per_batch(
-            max(self.settings.inner_batch, source.support_size + 1)))
+            max(self.settings.inner_batch, source.support_size + 1),
+            source.example_inputs().shape[1:]))
         progress = Progress(num_tasks)
         report_every = max(1, num_tasks // 10)
         start = self.reptile.snapshot()
@@ -124,24 +128,30 @@ class Evaluator:
         sampling.EvaluationTask) from start (by default the state as it is now)."""
         start, shared = self._split(self.reptile.snapshot() if start is None else start)
         pools, positions, labels = pack([job])[:3]
-        self._state(1)
+        self._state(1, distributed=False)  # one task: no replica would have a share
         tuned = iter(self._fine_tune(start, shared, pools, positions, labels))
         others = iter(shared)
         return [next(tuned)[0] if id(v) in self._fine_tuned_ids else next(others)
                 for v in self.network.model.trainable_variables]
 
-    def tasks_per_batch(self, batch_size):
-        """k: settings.tasks_per_batch, or as many tasks of batch_size images at most at once as
-        ACTIVATION_BUDGET_BYTES holds (at most MAX_TASKS_PER_BATCH)."""
-        return self.settings.tasks_per_batch or default_tasks_per_batch(self.reptile.model,
-                                                                        batch_size)
+    def tasks_per_batch(self, batch_size, input_shape):
+        """k: settings.tasks_per_batch, or as many tasks of batch_size inputs of input_shape at
+        most at once as ACTIVATION_BUDGET_BYTES holds (at most MAX_TASKS_PER_BATCH)."""
+        if self.settings.tasks_per_batch:
+            return self.settings.tasks_per_batch
+        if batch_size not in self._default_sizes:  # tracing a subclassed model takes a while
+            self._default_sizes[batch_size] = default_tasks_per_batch(
+                self.reptile.model, batch_size, input_shape)
+        return self._default_sizes[batch_size]
 
-    def _state(self, num_tasks):
-        """The inner state of num_tasks tasks, made on first use (outside compiled code)."""
-        if num_tasks not in self._states:
-            self._states[num_tasks] = InnerState(self.reptile.rule, num_tasks,
-                                                 self.network.shapes, self.strategy)
-        return self._states[num_tasks]
+    def _state(self, num_tasks, distributed):
+        """The inner state of num_tasks tasks, made on first use (outside compiled code): one
+        copy per replica of the strategy when distributed."""
+        key = (num_tasks, distributed)
+        if key not in self._states:
+            self._states[key] = InnerState(self.reptile.rule, num_tasks, self.network.shapes,
+                                           self.strategy if distributed else None)
+        return self._states[key]
 
     def _split(self, snapshot):
         """Of a snapshot, the part evaluation fine-tunes from (a Snapshot of the fine-tuned
@@ -154,13 +164,13 @@ class Evaluator:
     def _call(self, start, shared, pools, batch_positions, batch_labels, support_positions,
               query_positions):
         if self.strategy is None:
-            self._state(len(pools))
+            self._state(len(pools), distributed=False)
             return self._logits(start, shared, pools, batch_positions, batch_labels,
                                 support_positions, query_positions).numpy()
         num_tasks = len(pools)
         replicas = self.strategy.num_replicas_in_sync
         padding = -num_tasks % replicas  # copies of the last task, dropped from the result
-        self._state((num_tasks + padding) // replicas)
+        self._state((num_tasks + padding) // replicas, distributed=True)
         tasks = split_over_replicas(self.strategy, [
             np.concatenate([array, np.repeat(array[-1:], padding, axis=0)])
             for array in (pools, batch_positions, batch_labels)])
@@ -191,7 +201,7 @@ class Evaluator:
         return state.read_weights()
 
     def _fine_tuned_state(self, start, shared, pools, batch_positions, batch_labels):
-        state = self._states[pools.shape[0]]
+        state = self._states[(pools.shape[0], tf.distribute.has_strategy())]
         state.start(*start)
 
         def batch(step):
@@ -206,12 +216,26 @@ def largest_batch(task):
     return max(task.batch_indices.shape[1], len(task.support_indices) + 1)
 
 
-def default_tasks_per_batch(model, batch_size):
-    """As many tasks as ACTIVATION_BUDGET_BYTES holds at batch_size images a task, between 1
-    and MAX_TASKS_PER_BATCH."""
-    values = sum(math.prod(layer.output.shape[1:]) for layer in model.layers)
+def default_tasks_per_batch(model, batch_size, input_shape):
+    """As many tasks as ACTIVATION_BUDGET_BYTES holds at batch_size inputs of input_shape a
+    task, between 1 and MAX_TASKS_PER_BATCH."""
+    values = activation_values(model, input_shape)
     task_bytes = 2 * 4 * batch_size * values  # the activations, and as much for their gradients
     return int(np.clip(ACTIVATION_BUDGET_BYTES // task_bytes, 1, MAX_TASKS_PER_BATCH))
+
+
+def activation_values(model, input_shape):
+    """How many values the model computes for one input of input_shape: the sum of its layers'
+    output sizes or, for a model whose layers record no output (a subclassed one), of every
+    floating-point tensor its traced call computes (an overestimate: it counts the weights)."""
+    try:
+        return sum(math.prod(layer.output.shape[1:]) for layer in model.layers)
+    except (AttributeError, ValueError):
+        pass
+    call = tf.function(lambda inputs: model(inputs, training=False))
+    graph = call.get_concrete_function(tf.TensorSpec([1, *input_shape], tf.float32)).graph
+    return sum(math.prod(tensor.shape) for op in graph.get_operations() for tensor in op.outputs
+               if tensor.dtype.is_floating and tensor.shape.is_fully_defined())
 
 
 def pack(jobs):

@@ -14,9 +14,10 @@ optimizer state from task to task, evaluation starts every task from the same st
 nothing.
 
 The arithmetic is the reference's: before each step the weights are multiplied by the weight
-decay rate, then one optimizer step is taken on the loss SUMMED over the mini-batch (by default
-the softmax cross-entropy of integer labels; any per-example loss works, regression's squared
-error included). A batch of tasks minimises the sum of the tasks' losses; since every task has
+decay rate, then one optimizer step is taken on the loss reduced over the mini-batch: SUMMED,
+as the reference minimises it (the run scripts), or averaged, as Keras' losses are (the
+library's default). By default the loss is the softmax cross-entropy of integer labels; any
+per-example loss works, regression's squared error included. A batch of tasks minimises the sum of the tasks' losses; since every task has
 its own weights, each task's gradient is the one it would have alone.
 """
 
@@ -50,14 +51,19 @@ def sparse_softmax_cross_entropy(labels, logits):
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
 
 
-def summed_loss(loss, targets, outputs):
-    """loss (per-example values of targets [b, ...] and outputs [b, ...]) SUMMED over a
-    mini-batch, as the reference minimises it (it matters for SGD): [k, b, ...] targets and
-    outputs give one loss per task, [k].
+# How a mini-batch's per-example losses become the one loss a step minimises.
+REDUCTIONS = {'sum': tf.reduce_sum, 'mean': tf.reduce_mean}
+
+
+def reduced_loss(loss, targets, outputs, reduction='sum'):
+    """loss (per-example values of targets [b, ...] and outputs [b, ...]) reduced over a
+    mini-batch ('sum', as the reference minimises it, or 'mean'; it matters for SGD): [k, b, ...]
+    targets and outputs give one loss per task, [k].
 
     Each task's loss is its own op: a kernel's rounding may depend on where an element sits in
     its input, and a task's numbers must not depend on the tasks beside it."""
-    return tf.stack([tf.reduce_sum(loss(task_targets, task_outputs))
+    reduce = REDUCTIONS[reduction]
+    return tf.stack([reduce(loss(task_targets, task_outputs))
                      for task_targets, task_outputs in zip(tf.unstack(targets),
                                                            tf.unstack(outputs))])
 
@@ -147,13 +153,15 @@ class InnerState:
 class InnerLoop:
     """Inner steps of a network (networks.TaskNetwork) with an optimizer rule, the reference's
     weight decay (a rate multiplying the weights before each step; 1 is none) and a per-example
-    loss of (targets, outputs), summed over each mini-batch."""
+    loss of (targets, outputs), reduced over each mini-batch (see reduced_loss)."""
 
-    def __init__(self, network, rule, weight_decay=1.0, loss=sparse_softmax_cross_entropy):
+    def __init__(self, network, rule, weight_decay=1.0, loss=sparse_softmax_cross_entropy,
+                 reduction='sum'):
         self.network = network
         self.rule = rule
         self.weight_decay = weight_decay
         self.loss = loss
+        self.reduction = reduction
 
     def step(self, state, inputs, targets, shared=()):
         """One step of every task on its mini-batch, in place: inputs [k, b, ...] (floats),
@@ -168,7 +176,7 @@ class InnerLoop:
             weights = state.read_weights()
             tape.watch(weights)
             outputs = self.network(weights, inputs, shared)
-            losses = summed_loss(self.loss, targets, outputs)
+            losses = reduced_loss(self.loss, targets, outputs, self.reduction)
             total = tf.reduce_sum(losses)
         gradients = tape.gradient(total, weights)
         step = state.optimizer.iterations.assign_add(1)

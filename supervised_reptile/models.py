@@ -1,23 +1,35 @@
 """
-The reference's few-shot classifiers as Keras models.
+The reference's few-shot classifiers as Keras models (public as sr.models).
 
 Batch normalization always normalises with the statistics of the batch at hand, in training,
 in fine-tuning and in prediction: that is the reference's behaviour, and what makes transductive
 prediction differ from non-transductive (the query images share their statistics or not).
+
+The layers of the project's own are registered Keras serializables, so that a saved model of
+them loads (keras.models.load_model, sr.load) with no custom_objects.
 """
+
+import numbers
 
 import keras
 import tensorflow as tf
 
+from .errors import UserError
+
 # Conv blocks of both models: what --freeze-blocks counts and backbone.py saves.
 NUM_BLOCKS = 4
 
+serializable = keras.saving.register_keras_serializable(package='supervised_reptile')
 
+
+@serializable
 class BatchStatsNormalization(keras.layers.BatchNormalization):
-    """Batch normalization that always uses the current batch's statistics (eps 1e-3).
+    """Batch normalization that always uses the current batch's statistics (eps 1e-3), frozen
+    or not, in training and in prediction.
 
-    It runs TensorFlow's fused batch-norm kernel in training mode, the op the reference's
-    graph used, and leaves the moving averages alone (at 0 and 1), as the reference did.
+    On images it runs TensorFlow's fused batch-norm kernel in training mode, the op the
+    reference's graph used, and it leaves the moving averages alone (at 0 and 1), as the
+    reference did.
     """
 
     def call(self, inputs, training=None, mask=None):
@@ -25,12 +37,17 @@ class BatchStatsNormalization(keras.layers.BatchNormalization):
 
 
 def batch_statistics_normalization(inputs, gamma, beta, epsilon):
-    """Batch normalization of inputs [batch, height, width, channels] with the batch's own
-    per-channel statistics: the fused kernel in training mode."""
-    return tf.compat.v1.nn.fused_batch_norm(inputs, gamma, beta, epsilon=epsilon,
-                                            is_training=True)[0]
+    """Batch normalization of inputs [batch, ..., channels] with the batch's own per-channel
+    statistics: for images [batch, height, width, channels] the fused kernel in training mode,
+    the reference's op (it takes nothing else)."""
+    if len(inputs.shape) == 4:
+        return tf.compat.v1.nn.fused_batch_norm(inputs, gamma, beta, epsilon=epsilon,
+                                                is_training=True)[0]
+    mean, variance = tf.nn.moments(inputs, axes=list(range(len(inputs.shape) - 1)))
+    return tf.nn.batch_normalization(inputs, mean, variance, beta, gamma, epsilon)
 
 
+@serializable
 class ImageConv2D(keras.layers.Conv2D):
     """A convolution of the input images (the Omniglot model's first layer), with its kernel's
     gradient computed as one matrix product: the images' patches (one row of height x width x
@@ -70,6 +87,7 @@ def image_convolution(images, kernel, strides, padding):
     return convolve(kernel)
 
 
+@serializable
 class SplitBiasConv2D(keras.layers.Conv2D):
     """A convolution of the input images (the Mini-ImageNet model's first layer) whose bias
     gradient is summed apart from its kernel gradient.
@@ -106,6 +124,10 @@ def split_bias_convolution(images, kernel, bias, strides, padding):
 
 
 def _classifier(name, input_shape, blocks, num_classes):
+    if isinstance(num_classes, bool) or not (isinstance(num_classes, numbers.Integral)
+                                             and num_classes >= 1):
+        raise UserError('the number of classes (ways) must be a positive integer, not %r'
+                        % (num_classes,))
     layers = [keras.Input(input_shape)]
     for block in blocks:
         layers.extend(block)

@@ -37,6 +37,7 @@ import keras
 import tensorflow as tf
 
 from . import models
+from .errors import UserError
 
 # Weightless layers that act on each channel apart (or each value), so on each task apart in
 # the grouped layout.
@@ -85,6 +86,13 @@ class TaskNetwork:
                          for task_weights, task_inputs
                          in zip(zip(*[tf.unstack(w) for w in weights]), tf.unstack(inputs))])
 
+    def check_state(self, inputs):
+        """Raise a ValueError naming a layer that changes its state as it runs (see
+        _check_no_state_kept), from one call of the model on inputs [batch, ...] as the inner
+        loop calls it: before anything is compiled, so that the error is a plain one."""
+        self._task_outputs([v.value for v in self.variables], inputs,
+                           [v.value for v in self.shared_variables])
+
     def _task_outputs(self, weights, inputs, shared):
         """One task's outputs [batch, ...] of inputs [batch, ...] under its weights."""
         trained, others = iter(weights), iter(shared)
@@ -122,9 +130,16 @@ class TaskNetwork:
 def grouped_layout_obstacle(model):
     """Why the grouped layout cannot run model, or None if it can: it takes a Sequential model
     of channels-last convolutions without activation, BatchStatsNormalization and per-channel
-    weightless layers, then a Flatten and dense layers without activation."""
+    weightless layers, then a Flatten and dense layers without activation, on inputs of rank 4."""
     if not isinstance(model, keras.Sequential):
         return 'the grouped layout takes Sequential models, not %s' % type(model).__name__
+    try:
+        inputs = model.inputs
+    except AttributeError:  # built without an Input
+        inputs = None
+    if not inputs or len(inputs[0].shape) != 4:
+        return 'the grouped layout takes images [batch, height, width, channels], not the ' \
+               'inputs of %s' % model.name
     layers = list(model.layers)
     flatten = [i for i, layer in enumerate(layers) if isinstance(layer, keras.layers.Flatten)]
     if not flatten:
@@ -174,7 +189,7 @@ def _check_no_state_kept(model, before, after):
     for variable, old, new in zip(model.non_trainable_variables, before, after):
         layer = owner.get(id(variable), model)
         if new is not old and not isinstance(layer, keras.layers.BatchNormalization):
-            raise ValueError(
+            raise UserError(
                 'layer %s changes its state (%s) at every call, and the inner loop cannot keep '
                 'it per task: remove the layer from the model, or make it stateless in training '
                 'mode' % (layer.name, variable.path))

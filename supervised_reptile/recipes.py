@@ -6,7 +6,7 @@ No flag is defined or read here, so that adapt, export and the demo rebuild a fi
 its record without defining the run scripts' flags.
 """
 
-from . import backbone, models
+from . import backbone, models, sampling
 from .inner_loop import SGD, Adam
 from .learner import FOMAML, Reptile
 from .settings import Evaluation, TaskShape, Training
@@ -49,7 +49,8 @@ def build_learner(model, values, strategy=None):
     training_settings = training(values)
     evaluation = evaluation_settings(values)
     options = dict(
-        inner_optimizer=inner_rule(values), inner_steps=training_settings.inner_iters,
+        inner_optimizer=inner_rule(values), loss_reduction='sum',  # the reference's
+        inner_steps=training_settings.inner_iters,
         inner_batch_size=training_settings.inner_batch,
         meta_batch_size=training_settings.meta_batch,
         meta_step_size=training_settings.meta_step,
@@ -69,14 +70,14 @@ def training_tasks(classes, values, rng):
     """The meta-training tasks of a run on classes (sampling.ImageClasses), drawn from rng."""
     shape = task_shape(values)
     return ClassificationTasks(classes, shape.classes, training(values).train_shots,
-                               replacement=shape.replacement, rng=rng)
+                               replacement=shape.replacement, rng=rng, names=sampling.FLAG_NAMES)
 
 
 def evaluation_tasks(classes, values, rng):
     """The evaluation tasks of a run on classes, drawn from rng."""
     shape = task_shape(values)
     return ClassificationTasks(classes, shape.classes, shape.shots, replacement=shape.replacement,
-                               rng=rng)
+                               rng=rng, names=sampling.FLAG_NAMES)
 
 
 def task_shape(values):

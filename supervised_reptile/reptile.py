@@ -33,7 +33,8 @@ class Reptile:
     """Reptile: move the initialization towards the weights each task's training ends at.
 
     The inner loop trains the model's trainable variables with `rule` (inner_loop.Adam or SGD)
-    on the summed per-example `loss` of (targets, outputs), multiplying them by weight_decay (a
+    on the per-example `loss` of (targets, outputs) reduced over each mini-batch (`reduction`,
+    inner_loop.reduced_loss), multiplying them by weight_decay (a
     rate: 1 is none) before each step. Frozen layers (Keras `trainable = False`
     before Reptile is built) are left out of everything: the inner loop, the meta-update,
     evaluation, and the optimizer's state. Variables in frozen_in_evaluation are left out of
@@ -45,17 +46,19 @@ class Reptile:
     """
 
     def __init__(self, model, rule, weight_decay=1.0, frozen_in_evaluation=(),
-                 parallel_strategy=None, jit_compile=False, loss=sparse_softmax_cross_entropy):
+                 parallel_strategy=None, jit_compile=False, loss=sparse_softmax_cross_entropy,
+                 reduction='sum'):
         self.model = model
         self.rule = rule
         self.weight_decay = weight_decay
         self.loss = loss
+        self.reduction = reduction
         # XLA: several times slower on CPUs (benchmarks/speed.py --xla), so off by default.
         self.jit_compile = jit_compile
         self.network = TaskNetwork(model)
         frozen = {id(variable) for variable in frozen_in_evaluation}
         self.fine_tuned_variables = [v for v in self.network.variables if id(v) not in frozen]
-        self.inner_loop = InnerLoop(self.network, rule, weight_decay, loss)
+        self.inner_loop = InnerLoop(self.network, rule, weight_decay, loss, reduction)
         # One task's inner loop; its optimizer state is the one that carries over.
         self._task = InnerState(rule, 1, self.network.shapes)
         self.optimizer = self._task.optimizer

@@ -41,16 +41,24 @@ class ImageClasses:
         start = self.offsets[class_id]
         return self.images[start:start + self.counts[class_id]]
 
-    def check_task_size(self, num_classes, num_shots, what):
-        """Raise a UserError if tasks of this size cannot be drawn from these classes."""
+    def check_task_size(self, num_classes, num_shots, what, names=None):
+        """Raise a UserError if tasks of this size cannot be drawn from these classes; names
+        says what the caller calls the classes per task ('ways'), the examples per class
+        ('shots') and the examples ('examples'): by default the run scripts' flags."""
+        names = names or FLAG_NAMES
         if num_classes > len(self):
-            raise UserError('%d classes per task but the %s set has only %d classes; lower --classes'
-                            % (num_classes, what, len(self)))
+            raise UserError('%d classes per task but the %s set has only %d classes; lower %s'
+                            % (num_classes, what, len(self), names['ways']))
         smallest = int(np.argmin(self.counts))
         if num_shots > self.counts[smallest]:
-            raise UserError('a %s task needs %d images per class but class %s has only %d; lower --shots'
-                            ' or --train-shots' % (what, num_shots, self.names[smallest],
-                                                   self.counts[smallest]))
+            raise UserError('%s %s task needs %d %s per class but class %s has only %d; lower %s'
+                            % ('an' if what[0] in 'aeiou' else 'a', what, num_shots,
+                               names['examples'], self.names[smallest], self.counts[smallest],
+                               names['shots']))
+
+
+# What the run scripts' messages call a task's sizes: their flags.
+FLAG_NAMES = {'ways': '--classes', 'shots': '--shots or --train-shots', 'examples': 'images'}
 
 
 @dataclass
@@ -97,8 +105,8 @@ def mini_batches(num_samples, batch_size, num_batches, replacement, rng):
         return np.zeros((0, batch_size), np.int64)
     if replacement:
         if batch_size > num_samples:
-            raise UserError('a mini-batch of %d drawn with --replacement needs at least that many '
-                            'samples per task, but a task has %d; lower the batch size'
+            raise UserError('a mini-batch of %d drawn with replacement needs at least that many '
+                            'examples per task, but a task has %d; lower the batch size'
                             % (batch_size, num_samples))
         draws = [rng.choice(num_samples, size=batch_size, replace=False) for _ in range(num_batches)]
         return np.array(draws, dtype=np.int64).reshape(num_batches, batch_size)

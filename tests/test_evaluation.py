@@ -140,9 +140,11 @@ def test_accuracy_draws_the_same_tasks_however_many_run_side_by_side(reference_r
 
 def test_default_tasks_per_call_are_bounded_by_memory():
     five_shot = 5 * 5 + 1  # the support set and a query
-    omniglot = evaluation.default_tasks_per_batch(models.omniglot_model(5), five_shot)
-    miniimagenet = evaluation.default_tasks_per_batch(models.miniimagenet_model(5), five_shot)
-    huge = evaluation.default_tasks_per_batch(models.miniimagenet_model(5), 10000)
+    omniglot = evaluation.default_tasks_per_batch(models.omniglot_model(5), five_shot,
+                                                  (28, 28, 1))
+    miniimagenet = evaluation.default_tasks_per_batch(models.miniimagenet_model(5), five_shot,
+                                                      (84, 84, 3))
+    huge = evaluation.default_tasks_per_batch(models.miniimagenet_model(5), 10000, (84, 84, 3))
     assert omniglot == evaluation.MAX_TASKS_PER_BATCH
     assert 1 < miniimagenet < omniglot and huge == 1
 

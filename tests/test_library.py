@@ -104,14 +104,19 @@ def test_keras_tensorboard_callback_writes_the_epoch_loss(tmp_path):
     assert steps == [0, 1] and all(np.isfinite(losses))
 
 
-def test_fit_with_validation_logs_a_validation_score_every_epoch():
+def test_validation_tasks_are_drawn_once_and_scored_as_evaluate_scores_them():
     x, y = blobs()
-    learner = small_learner(mlp())
-    history = learner.fit(sr.tasks.from_arrays(x, y, ways=3, shots=2), 4,
+    # A meta step of 0 and SGD (no optimizer state) leave the learner as it was: a score that
+    # moved from epoch to epoch would come from redrawn tasks.
+    learner = small_learner(mlp(), inner_optimizer=sr.SGD(0.05), meta_step_size=0.0,
+                            meta_step_size_final=0.0)
+    history = learner.fit(sr.tasks.from_arrays(x, y, ways=3, shots=2), 6,
                           validation_tasks=sr.tasks.from_arrays(x, y, ways=3, shots=1, seed=3),
-                          validation_num_tasks=5, steps_per_epoch=2, verbose=0)
-    assert len(history.history['val_accuracy']) == 2
-    assert all(0 <= score <= 1 for score in history.history['val_accuracy'])
+                          validation_num_tasks=7, steps_per_epoch=2, verbose=0)
+    scores = history.history['val_accuracy']
+    expected = learner.evaluate(sr.tasks.from_arrays(x, y, ways=3, shots=1, seed=3), 7,
+                                verbose=0).mean
+    assert scores == [expected] * 3
 
 
 def test_the_same_seed_gives_the_same_tasks():
@@ -175,42 +180,105 @@ def test_a_softmax_output_trains_as_its_logits_would_with_the_default_loss():
     x, y = blobs()
     logits, softmax = mlp(), mlp(activation='softmax')
     softmax.set_weights(logits.get_weights())
+    initial = logits.get_weights()
     trained = []
     for model in (logits, softmax):
         small_learner(model).fit(sr.tasks.from_arrays(x, y, ways=3, shots=2, seed=4), 3,
                                  verbose=0)
         trained.append(values(model.variables))
-    assert not np.allclose(trained[0][0], mlp().get_weights()[0])
+    assert not np.allclose(trained[0][0], initial[0], atol=1e-4)
     for a, b in zip(*trained):
         assert np.allclose(a, b, atol=1e-5)
 
 
-def test_a_subclassed_model_is_built_on_the_first_tasks():
-    @keras.saving.register_keras_serializable(package='tests')
-    class Classifier(keras.Model):
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.hidden = keras.layers.Dense(16, activation='relu')
-            self.logits = keras.layers.Dense(3)
+@keras.saving.register_keras_serializable(package='tests')
+class SubclassedClassifier(keras.Model):
+    """Two dense layers in a subclassed model, its softmax (if asked) inside call()."""
 
-        def call(self, inputs):
-            return self.logits(self.hidden(inputs))
+    def __init__(self, outputs=3, softmax=False, **kwargs):
+        super().__init__(**kwargs)
+        self.outputs_count = outputs
+        self.softmax = softmax
+        self.hidden = keras.layers.Dense(16, activation='relu')
+        self.scores = keras.layers.Dense(outputs)
 
+    def call(self, inputs):
+        scores = self.scores(self.hidden(inputs))
+        return tf.nn.softmax(scores) if self.softmax else scores
+
+    def get_config(self):
+        return {**super().get_config(), 'outputs': self.outputs_count, 'softmax': self.softmax}
+
+
+def twin_of(sequential, softmax=False):
+    """A SubclassedClassifier with the weights of an mlp()."""
+    model = SubclassedClassifier(softmax=softmax)
+    model(np.zeros((1, 8), np.float32))
+    model.set_weights(sequential.get_weights())
+    return model
+
+
+@pytest.mark.parametrize('softmax', [False, True])
+def test_a_subclassed_model_trains_evaluates_and_predicts_as_its_sequential_twin(softmax):
     x, y = blobs()
-    learner = small_learner(Classifier())
+    sequential = mlp()
+    subclassed = twin_of(sequential, softmax)
+    outcomes = []
+    for model in (sequential, subclassed):
+        learner = small_learner(model, inner_optimizer=sr.Adam(0.01), transductive=True)
+        history = learner.fit(sr.tasks.from_arrays(x, y, ways=3, shots=2, seed=4), 4,
+                              steps_per_epoch=2, verbose=0,
+                              validation_tasks=sr.tasks.from_arrays(x, y, ways=3, shots=1),
+                              validation_num_tasks=4)
+        score = learner.evaluate(sr.tasks.from_arrays(x, y, ways=3, shots=1, seed=5), 6,
+                                 verbose=0)
+        outputs = learner.predict(x[[0, 10, 20]], np.arange(3), x[[1, 11, 21]])
+        outcomes.append((values(model.trainable_variables), history.history, score, outputs))
+    (weights, history, score, outputs), (twin_weights, twin_history, twin_score, twin_outputs) = \
+        outcomes
+    for a, b in zip(weights, twin_weights):
+        assert np.allclose(a, b, atol=1e-5)
+    assert np.allclose(history['val_accuracy'], twin_history['val_accuracy'])
+    assert score.mean == pytest.approx(twin_score.mean)
+    if softmax:
+        outputs = tf.nn.softmax(outputs).numpy()
+    assert np.allclose(outputs, twin_outputs, atol=1e-5)
+
+
+def test_an_unbuilt_subclassed_model_is_built_on_the_first_tasks(tmp_path):
+    x, y = blobs()
+    learner = small_learner(SubclassedClassifier())
     learner.fit(sr.tasks.from_arrays(x, y, ways=3, shots=2), 3, verbose=0)
-    assert learner.adapt(x[:3], np.arange(3))(x[:3]).shape == (3, 3)
+    adapted = learner.adapt(x[:3], np.arange(3))
+    assert adapted(x[:3]).shape == (3, 3)
+    learner.save(tmp_path / 'saved')
+    tasks = sr.tasks.from_arrays(x, y, ways=3, shots=1, seed=2)
+    reloaded = sr.load(tmp_path / 'saved').evaluate(tasks, 5, verbose=0).mean
+    assert reloaded == learner.evaluate(sr.tasks.from_arrays(x, y, ways=3, shots=1, seed=2), 5,
+                                        verbose=0).mean
 
 
 def test_batch_normalization_uses_batch_statistics_and_keeps_its_moving_statistics():
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16),
-                              keras.layers.BatchNormalization(), keras.layers.Dense(3)])
-    x, y = blobs()
-    learner = small_learner(model)
-    learner.fit(sr.tasks.from_arrays(x, y, ways=3, shots=2), 3, verbose=0)
+                              keras.layers.BatchNormalization(epsilon=1e-3),
+                              keras.layers.Dense(3)])
     norm = model.layers[1]
-    assert np.array_equal(norm.moving_mean, np.zeros(16))
-    assert np.array_equal(norm.moving_variance, np.ones(16))
+    # Moving statistics far from any batch's: predictions made with them would differ wildly.
+    norm.moving_mean.assign(np.full(16, 50.0, np.float32))
+    norm.moving_variance.assign(np.full(16, 0.01, np.float32))
+    x, y = blobs()
+    learner = small_learner(model, transductive=True, eval_steps=0)
+    queries = x[[1, 11, 21, 5]]
+    outputs = learner.predict(x[[0, 10, 20]], np.arange(3), queries)
+    dense, _, head = (layer.get_weights() for layer in model.layers)
+    hidden = queries @ dense[0] + dense[1]
+    normalised = (hidden - hidden.mean(0)) / np.sqrt(hidden.var(0) + 1e-3)
+    gamma, beta = norm.get_weights()[:2]
+    expected = (gamma * normalised + beta) @ head[0] + head[1]
+    assert np.allclose(outputs, expected, atol=1e-4)
+    learner.fit(sr.tasks.from_arrays(x, y, ways=3, shots=2), 3, verbose=0)
+    assert np.array_equal(norm.moving_mean, np.full(16, 50.0))
+    assert np.array_equal(norm.moving_variance, np.full(16, 0.01, np.float32))
 
 
 def test_a_layer_that_changes_its_state_is_refused_by_name():
@@ -221,12 +289,24 @@ def test_a_layer_that_changes_its_state_is_refused_by_name():
         small_learner(model).fit(sr.tasks.from_arrays(x, y, ways=3, shots=2), 1, verbose=0)
 
 
-def test_the_grouped_layout_falls_back_to_the_per_task_layout_with_a_note(capsys):
+def functional_dense():
     inputs = keras.Input((8,))
-    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Dense(16)(inputs)))
+    return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Dense(16)(inputs)))
+
+
+def sequential_of_vectors():
+    return keras.Sequential([keras.Input((8,)), keras.layers.Flatten(), keras.layers.Dense(3)])
+
+
+@pytest.mark.parametrize('build, why', [
+    (functional_dense, 'takes Sequential models'),
+    (sequential_of_vectors, 'images [batch, height, width, channels]')])
+def test_the_grouped_layout_falls_back_to_the_per_task_layout_with_a_note(capsys, build, why):
+    model = build()
     network = networks.TaskNetwork(model, grouped=True)
     assert not network.grouped
-    assert 'per-task layout' in capsys.readouterr().err
+    note = capsys.readouterr().err
+    assert why in note and 'per-task layout' in note
     weights = [tf.stack([v.value] * 2) for v in network.variables]
     inputs = tf.random.normal([2, 4, 8])
     assert np.allclose(network(weights, inputs), tf.stack([model(inputs[0]), model(inputs[1])]),
@@ -261,6 +341,7 @@ def test_save_and_load_keep_the_weights_the_optimizer_state_and_the_recipe(tmp_p
     learner.save(tmp_path / 'saved')
     loaded = sr.load(tmp_path / 'saved')
     assert loaded.inner_optimizer == learner.inner_optimizer and loaded.transductive
+    assert loaded.iteration == 4 and loaded.loss_reduction == 'mean'
     state = [learner.model.variables, [v for s in learner.algorithm.optimizer.slots for v in s]]
     reloaded = [loaded.model.variables, [v for s in loaded.algorithm.optimizer.slots for v in s]]
     for original, copy in zip(state, reloaded):

@@ -30,7 +30,7 @@ def fresh_learner():
     """A learner with the settings of TRAINING and EVALUATION; its engine is fresh_reptile's."""
     keras.utils.set_random_seed(4)
     return learner.Reptile(
-        models.omniglot_model(SHAPE.classes), inner_optimizer=Adam(1e-3),
+        models.omniglot_model(SHAPE.classes), inner_optimizer=Adam(1e-3), loss_reduction='sum',
         inner_steps=TRAINING.inner_iters, inner_batch_size=TRAINING.inner_batch,
         meta_batch_size=TRAINING.meta_batch, meta_step_size=TRAINING.meta_step,
         meta_step_size_final=TRAINING.meta_step_final, eval_steps=EVALUATION.inner_iters,

@@ -49,7 +49,8 @@ def test_short_run_of_readme_row_1_learns(real_omniglot_dir, tmp_path):
                         meta_step_final=0, meta_batch=5, meta_iters=200, eval_interval=1000)
     evaluation = Evaluation(transductive=True, samples=200)
     learner = Reptile(models.omniglot_model(5), inner_optimizer=Adam(0.001),
-                      inner_steps=training.inner_iters, inner_batch_size=training.inner_batch,
+                      loss_reduction='sum', inner_steps=training.inner_iters,
+                      inner_batch_size=training.inner_batch,
                       meta_batch_size=training.meta_batch, meta_step_size=training.meta_step,
                       meta_step_size_final=training.meta_step_final,
                       eval_steps=evaluation.inner_iters, eval_batch_size=evaluation.inner_batch,
