@@ -725,11 +725,11 @@ def _refuse_other_precisions(model):
 
 
 def _require_variables_of(model, variables):
-    trainable = {id(v) for v in model.trainable_variables}
+    own = {id(v) for v in model.variables}
     for variable in variables:
-        if id(variable) not in trainable:
-            raise UserError('frozen_in_evaluation must hold trainable variables of the model '
-                            '(from model.trainable_variables), not %r' % (variable,))
+        if id(variable) not in own:
+            raise UserError('frozen_in_evaluation must hold variables of the model (from '
+                            'model.trainable_variables), not %r' % (variable,))
 
 
 def _input_error(inputs, exc):
