@@ -32,6 +32,7 @@ ValueError or TypeError (errors.UserError) that names the argument and the fix.
 
 import json
 import os
+import random
 import re
 import shutil
 import tempfile
@@ -520,7 +521,7 @@ class FOMAML(Reptile):
     """First-order MAML: the meta-update is the mean displacement of the tasks' last inner
     steps. tail_shots: examples per class held out of a training task to form its last inner
     mini-batch alone (the reference's --foml-tail; by default it is an ordinary one), between 1
-    and the training tasks' shots - 1.
+    and the training tasks' shots - 1 (or all of them with inner_steps=1).
 
     Its meta_step_size multiplies one inner step's displacement, not the whole way to a task's
     weights as Reptile's does: with the same value it moves far less (see docs/library.md)."""
@@ -729,7 +730,8 @@ def _require_variables_of(model, variables):
     for variable in variables:
         if id(variable) not in own:
             raise UserError('frozen_in_evaluation must hold variables of the model (from '
-                            'model.trainable_variables), not %r' % (variable,))
+                            'model.trainable_variables), not %s'
+                            % getattr(variable, 'path', repr(variable)))
 
 
 def _input_error(inputs, exc):
@@ -806,13 +808,17 @@ def _replace_directory(new, path):
 
 
 def _copy(model, example_inputs):
-    """A copy of model with its weights (built on example_inputs if need be)."""
+    """A copy of model with its weights (built on example_inputs if need be). Keras' cloning
+    draws initial weights from Python's global generator; the caller's draws stay as they were."""
+    state = random.getstate()
     try:
         copy = keras.models.clone_model(model)
+        if not copy.built:
+            copy(as_inputs(tf.constant(example_inputs)))
     except (TypeError, NotImplementedError, ValueError) as exc:
         raise UserError('the model cannot be copied to adapt it (%s); give it get_config() and '
                         'from_config()' % exc) from None
-    if not copy.built:
-        copy(as_inputs(tf.constant(example_inputs)))
+    finally:
+        random.setstate(state)
     copy.set_weights(model.get_weights())
     return copy

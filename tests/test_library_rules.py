@@ -2,6 +2,7 @@
 NumPy, the training state across fits and saves, Keras' optimizers and stop_training, values
 that reach the model as given, task sources from tf.data, and adapt under a strategy."""
 
+import random
 import subprocess
 import sys
 
@@ -410,3 +411,12 @@ def test_adapt_and_predict_work_under_a_two_replica_strategy():
     result = subprocess.run([sys.executable, '-c', ADAPT_ON_TWO_REPLICAS], capture_output=True,
                             text=True, check=False, cwd=REPO_DIR)
     assert result.stdout.strip() == 'same', result.stderr[-2000:]
+
+
+def test_adapt_leaves_the_callers_random_draws_as_they_were():
+    learner = small_learner(mlp())
+    random.seed(1)
+    expected = [random.random() for _ in range(3)]
+    random.seed(1)
+    learner.adapt(blobs()[0][:3], np.arange(3))
+    assert [random.random() for _ in range(3)] == expected
