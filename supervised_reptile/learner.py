@@ -333,11 +333,12 @@ class Reptile:
         _require_counts(meta_iterations=(meta_iterations, 1), steps_per_epoch=(steps_per_epoch, 1),
                         validation_num_tasks=(validation_num_tasks, 1))
         start = self._first_iteration(meta_iterations, initial_iteration)
-        validation = None if validation_tasks is None else (
-            validation_tasks, self.evaluator.jobs(validation_tasks, validation_num_tasks))
         callbacks = list(callbacks or [])
         for callback in callbacks:
             _refuse_keras_only(callback)
+        validation = None if validation_tasks is None else (
+            validation_tasks, self.evaluator.jobs(validation_tasks, validation_num_tasks))
+        for callback in callbacks:
             if hasattr(callback, 'set_learner'):
                 callback.set_learner(self, tasks)
         verbose = 1 if verbose == 'auto' else verbose
