@@ -340,7 +340,7 @@ class Reptile:
             validation_tasks, self.evaluator.jobs(validation_tasks, validation_num_tasks))
         for callback in callbacks:
             if hasattr(callback, 'set_learner'):
-                callback.set_learner(self, tasks)
+                callback.set_learner(self, tasks, meta_iterations)
         verbose = 1 if verbose == 'auto' else verbose
         epochs = -(-meta_iterations // steps_per_epoch)
         callback_list = keras.callbacks.CallbackList(

@@ -274,11 +274,36 @@ def test_a_backup_kept_after_a_normal_end_holds_the_end_state(tmp_path):
     assert backup_number(backup_dir) == 7
 
 
-def write_backup(backup_dir, **settings):
-    """A kept backup of 5 meta-iterations of the 16-unit model (with these learner settings)."""
+def write_backup(backup_dir, meta_iterations=5, **settings):
+    """A kept backup of a fit of meta_iterations (5 by default) of the 16-unit model (with these
+    learner settings)."""
     learner, tasks = fresh_start(**settings)
-    fit(learner, tasks, backup_dir, meta_iterations=5, delete_checkpoint=False)
-    assert backup_number(backup_dir) == 5
+    fit(learner, tasks, backup_dir, meta_iterations=meta_iterations, delete_checkpoint=False)
+    assert backup_number(backup_dir) == meta_iterations
+
+
+@pytest.mark.parametrize('backup_settings, settings, named', [
+    (dict(meta_iterations=5), dict(meta_iterations=7), 'meta_iterations'),
+    (dict(meta_iterations=7), dict(meta_iterations=7, inner_steps=3), 'learner'),
+], ids=['another-total', 'other-inner-steps'])
+def test_the_backup_of_a_fit_with_other_settings_is_refused_naming_them(
+        tmp_path, backup_settings, settings, named):
+    backup_dir = tmp_path / 'backup'
+    write_backup(backup_dir, **backup_settings)
+    meta_iterations = settings.pop('meta_iterations')
+    learner, tasks = fresh_start(**settings)
+    with pytest.raises(ValueError, match='fit with other .*%s' % named):
+        fit(learner, tasks, backup_dir, meta_iterations=meta_iterations)
+
+
+def test_a_refused_backup_leaves_the_learner_and_its_tasks_as_they_were(tmp_path):
+    backup_dir = tmp_path / 'backup_of_a_biased_layer'
+    write_backup(backup_dir, meta_iterations=7)
+    learner, tasks = fresh_start(use_bias=False)
+    before = end_state(learner, tasks)
+    with pytest.raises(ValueError, match='another model'):
+        fit(learner, tasks, backup_dir, meta_iterations=7)
+    assert_same_state(end_state(learner, tasks), before)
 
 
 def test_the_backup_of_a_model_of_another_shape_is_refused_naming_the_directory(tmp_path):
