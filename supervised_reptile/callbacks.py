@@ -100,8 +100,7 @@ class BackupAndRestore(keras.callbacks.Callback):
         try:
             recorded = json.loads(tf.train.load_checkpoint(path).get_tensor(RECORD_KEY))
         except (tf.errors.OpError, ValueError, IndexError):
-            print('warning: backup %s cannot be read; trying the one before it' % path)
-            return False
+            return _damaged(path)
         differing = sorted(name for name, value in self._record.values.items()
                            if recorded.get(name) != value)
         if differing:
@@ -115,8 +114,7 @@ class BackupAndRestore(keras.callbacks.Callback):
             self._manager.checkpoint.restore(path).assert_consumed()
         except (tf.errors.OpError, IndexError):
             self._put_back(before)
-            print('warning: backup %s cannot be read; trying the one before it' % path)
-            return False
+            return _damaged(path)
         except (AssertionError, ValueError) as exc:
             self._put_back(before)
             # The half-done restore would log warnings about unrestored values at exit; the error
@@ -142,6 +140,11 @@ class BackupAndRestore(keras.callbacks.Callback):
         for variable, value in zip(self._variables(), values):
             variable.assign(value)
         self._tasks.rng.bit_generator.state = generator
+
+
+def _damaged(path):
+    print('warning: backup %s cannot be read; trying the one before it' % path)
+    return False
 
 
 # Where a backup keeps its FitRecord.

@@ -17,8 +17,9 @@ The arithmetic is the reference's: before each step the weights are multiplied b
 decay rate, then one optimizer step is taken on the loss reduced over the mini-batch: SUMMED,
 as the reference minimises it (the run scripts), or averaged, as Keras' losses are (the
 library's default). By default the loss is the softmax cross-entropy of integer labels; any
-per-example loss works, regression's squared error included. A batch of tasks minimises the sum of the tasks' losses; since every task has
-its own weights, each task's gradient is the one it would have alone.
+per-example loss works, regression's squared error included. A batch of tasks minimises the
+sum of the tasks' losses; since every task has its own weights, each task's gradient is the one
+it would have alone.
 """
 
 from dataclasses import dataclass

@@ -36,7 +36,6 @@ import random
 import re
 import shutil
 import tempfile
-import weakref
 
 import keras
 import numpy as np
@@ -172,7 +171,7 @@ class Reptile:
         self._evaluator = None
         self._loss_function = None
         self._resume_at = None  # set by a callback that restored a backup (callbacks.py)
-        self._checked_sources = weakref.WeakSet()
+        self._output_shapes = {}  # (input shape, target shape, labels?) -> outputs' shape
         if model.built and model.trainable_variables:
             self._build()
 
@@ -241,26 +240,31 @@ class Reptile:
         tasks.check('evaluation' if queries else 'training', queries=queries)
         if not queries:
             tasks.check_tail_shots(self.tail_shots, self.inner_steps)
-        if tasks in self._checked_sources:
-            return
         inputs, targets = tasks.example_batch()
         self._check_data(inputs, targets, tasks.ways if tasks.classification else None)
-        self._checked_sources.add(tasks)
 
     def _check_data(self, inputs, targets, ways=None):
         """Refuse a model, loss or targets that do not fit each other: inputs and targets of a
-        few examples (integer targets are class labels; ways, the classes of a source's tasks)."""
+        few examples (integer targets are class labels; ways, the classes of a source's tasks).
+        The model runs on inputs of a shape, with targets of a kind, once: after that only the
+        labels and ways are checked against the outputs' shape it gave."""
         self._build(inputs[:1])
-        try:
-            outputs = self.model(as_inputs(tf.constant(inputs)), training=False)
-        except Exception as exc:  # pylint: disable=broad-except
-            raise _input_error(inputs, exc) from None
-        outputs = keras.ops.convert_to_numpy(outputs)
-        if np.issubdtype(np.asarray(targets).dtype, np.integer):
-            self._check_classification(outputs, targets, ways)
-        else:
-            self._check_regression(outputs, targets)
-        self.algorithm.network.check_state(as_inputs(tf.constant(inputs)))
+        labels = np.issubdtype(np.asarray(targets).dtype, np.integer)
+        key = (inputs.shape[1:], np.shape(targets)[1:], labels)
+        if key not in self._output_shapes:
+            try:
+                outputs = self.model(as_inputs(tf.constant(inputs)), training=False)
+            except Exception as exc:  # pylint: disable=broad-except
+                raise _input_error(inputs, exc) from None
+            outputs = keras.ops.convert_to_numpy(outputs)
+            if labels:
+                self._check_classification(outputs, targets, ways)
+            else:
+                self._check_regression(outputs, targets)
+            self.algorithm.network.check_state(as_inputs(tf.constant(inputs)))
+            self._output_shapes[key] = outputs.shape[1:]
+        if labels:
+            _check_labels(self._output_shapes[key][0], targets, ways)
 
     def _check_classification(self, outputs, labels, ways):
         if _target_kind(self.loss) == 'values':
@@ -270,14 +274,7 @@ class Reptile:
         if outputs.ndim != 2:
             raise UserError('the model gives outputs of shape %s, but a classifier must give one '
                             'score per class, [batch, classes]' % (outputs.shape,))
-        if ways is not None and outputs.shape[1] != ways:
-            raise UserError('the model gives %d outputs per example, but the tasks have %d classes '
-                            '(ways); give the model a last layer of %d units'
-                            % (outputs.shape[1], ways, ways))
-        if np.min(labels) < 0 or np.max(labels) >= outputs.shape[1]:
-            raise UserError('class labels must be 0 to %d for a model of %d outputs, not %d to %d'
-                            % (outputs.shape[1] - 1, outputs.shape[1], np.min(labels),
-                               np.max(labels)))
+        _check_labels(outputs.shape[1], labels, ways)
         if isinstance(self._loss_function, SparseCrossEntropy):
             self._loss_function.settle(outputs)
         self._check_loss_values(labels, outputs)
@@ -294,8 +291,8 @@ class Reptile:
         self._check_loss_values(targets, outputs)
 
     def _check_loss_values(self, targets, outputs):
-        """Refuse a loss that fails on (targets, outputs) or gives other than one finite loss
-        per example."""
+        """Refuse a loss that fails on (targets, outputs) or gives other than one loss per
+        example."""
         try:
             losses = self._loss_function(tf.constant(targets), tf.constant(outputs))
         except Exception as exc:  # pylint: disable=broad-except
@@ -446,16 +443,16 @@ class Reptile:
 
     def _job(self, support_x, support_y, query_x, replacement):
         """An evaluation job of a support set and queries (None: none), checked."""
-        if query_x is not None and _is_integer(support_x) != _is_integer(query_x):
-            raise WrongType('support_x holds %s and query_x %s; give both alike: the model gets '
-                            'the values as given, so scale images the same way for both'
-                            % (np.asarray(support_x).dtype, np.asarray(query_x).dtype))
+        if query_x is not None:
+            if _is_integer(support_x) != _is_integer(query_x):
+                raise WrongType('support_x holds %s and query_x %s; give both alike: the model '
+                                'gets the values as given, so scale images the same way for both'
+                                % (np.asarray(support_x).dtype, np.asarray(query_x).dtype))
+            if not len(query_x):
+                raise UserError('query_x holds no queries; give at least one')
         support_x = model_inputs(support_x, 'support_x')
-        predicting = query_x is not None
         query_x = support_x[:0] if query_x is None else model_inputs(query_x, 'query_x')
         support_y = np.asarray(support_y)
-        if len(query_x) == 0 and predicting:
-            raise UserError('query_x holds no queries; give at least one')
         if support_y.dtype.kind in 'iu' and support_y.ndim != 1:
             raise UserError('class labels must be a vector [n] of integers, not an array of '
                             'shape %s; for one-hot labels pass np.argmax(support_y, axis=1)'
@@ -644,6 +641,17 @@ def _checked_loss(loss):
         return loss
     raise WrongType('loss must be a Keras loss name, a keras.losses.Loss or a function, not %r'
                     % (loss,))
+
+
+def _check_labels(width, labels, ways):
+    """Refuse class labels, and tasks of `ways` classes (None: any), that a model of `width`
+    outputs cannot score."""
+    if ways is not None and width != ways:
+        raise UserError('the model gives %d outputs per example, but the tasks have %d classes '
+                        '(ways); give the model a last layer of %d units' % (width, ways, ways))
+    if np.min(labels) < 0 or np.max(labels) >= width:
+        raise UserError('class labels must be 0 to %d for a model of %d outputs, not %d to %d'
+                        % (width - 1, width, np.min(labels), np.max(labels)))
 
 
 def _target_kind(loss):

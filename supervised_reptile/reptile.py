@@ -34,9 +34,8 @@ class Reptile:
 
     The inner loop trains the model's trainable variables with `rule` (inner_loop.Adam or SGD)
     on the per-example `loss` of (targets, outputs) reduced over each mini-batch (`reduction`,
-    inner_loop.reduced_loss), multiplying them by weight_decay (a
-    rate: 1 is none) before each step. Frozen layers (Keras `trainable = False`
-    before Reptile is built) are left out of everything: the inner loop, the meta-update,
+    inner_loop.reduced_loss), multiplying them by weight_decay (a rate: 1 is none) before each
+    step. Frozen layers (Keras `trainable = False` before Reptile is built) are left out of everything: the inner loop, the meta-update,
     evaluation, and the optimizer's state. Variables in frozen_in_evaluation are left out of
     evaluation fine-tuning only.
 

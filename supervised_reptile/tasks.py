@@ -292,14 +292,9 @@ def model_inputs(x, name):
     return x
 
 
-def is_source(tasks):
-    """Whether tasks is a task source of this module."""
-    return isinstance(tasks, (ClassificationTasks, RegressionTasks))
-
-
 def require_source(tasks, argument):
-    """Raise a TypeError unless tasks, given as `argument`, is a task source."""
-    if not is_source(tasks):
+    """Raise a TypeError unless tasks, given as `argument`, is a task source of this module."""
+    if not isinstance(tasks, (ClassificationTasks, RegressionTasks)):
         raise WrongType('%s must be a task source, not %s: build one with '
                         'sr.tasks.from_arrays(x, y, ways=..., shots=...), from_dataset, '
                         'from_folder or from_function' % (argument, type(tasks).__name__))
