@@ -1,16 +1,20 @@
 """
 Adapt a meta-trained model to a few-shot task of one's own images, and classify new images.
 
-    python -m supervised_reptile.adapt --checkpoint DIR --support SUPPORT_DIR --query PATH [PATH...] [--json]
+    python -m supervised_reptile.adapt [--checkpoint DIR] --support SUPPORT_DIR --query PATH [PATH...] [--json]
 
-SUPPORT_DIR holds <class>/<images>: 1 or more images of each of 2 to N classes, N the ways the
-model was trained for. A query PATH is an image or a folder of images. The model fine-tunes on
-the support images exactly as the run's final evaluation fine-tunes on a task's (evaluation.py,
-with the run's --eval-iters, --eval-batch, --transductive, --weight-decay and optimizer, read
-from its config.json; the same flags here override them), then gives each query's class and the
-probability of every class. Images are preprocessed as the run's training images were
-(images.py): a colour image for a grey model is converted to grey, and the other way round, with
-a note.
+DIR is a finished training run; without --checkpoint, the Omniglot model that ships with the
+package. SUPPORT_DIR holds <class>/<images>: 1 or more images of each of 2 to N classes, N the
+ways the model was trained for. A query PATH is an image or a folder of images. The model
+fine-tunes on the support images exactly as the run's final evaluation fine-tunes on a task's
+(evaluation.py, with the run's --eval-iters, --eval-batch, --transductive, --weight-decay and
+optimizer, read from its config.json; the same flags here override them), then gives each
+query's class and the probability of every class.
+
+An image becomes the model's input as --preprocess says: `handwriting` (the default for Omniglot's
+models) frames it as Omniglot frames its characters (handwriting.py) and then squashes it as
+the data loaders do; `raw` (the default for other runs') only squashes it (images.py). A colour
+image for a grey model is converted to grey, and the other way round, with a note.
 
 In Python:
 
@@ -30,12 +34,24 @@ import os
 import sys
 
 import numpy as np
+from PIL import Image
 
-from . import checkpoints, folder, images, recipes, results
+from . import checkpoints, folder, handwriting, images, recipes, results
+from .demo import SHIPPED_MODEL
 from .errors import UserError
 
 # The run's flags that adaptation may override.
 OVERRIDES = ('eval-iters', 'eval-batch', 'transductive', 'weight-decay', 'seed')
+# How an image becomes the model's input: framed as Omniglot frames its characters first
+# (handwriting.py), or squashed whole as the run's training images were (images.py).
+PREPROCESSING = ('handwriting', 'raw')
+ONE_IMAGE = (str, os.PathLike, Image.Image)  # where a list of images is wanted
+
+
+def default_preprocessing(dataset):
+    """Omniglot's models read people's handwriting framed; a folder's run reads its images as
+    it was trained on them."""
+    return 'handwriting' if dataset == 'omniglot' else 'raw'
 
 
 @dataclass(frozen=True)
@@ -50,21 +66,27 @@ class Adapter:
     """A meta-trained run's learner (learner.py) with the settings of its run's evaluation,
     fine-tuned on a support set (fit) to classify queries (predict). Fine-tuning starts afresh
     from the meta-learned weights and optimizer state for every predict; nothing of it is
-    kept."""
+    kept. preprocess (one of PREPROCESSING) says how an image becomes the model's input."""
 
-    def __init__(self, learner, values):
+    def __init__(self, learner, values, preprocess='raw'):
+        if preprocess not in PREPROCESSING:
+            raise UserError('no preprocessing %r; give one of %s' % (preprocess,
+                                                                    ', '.join(PREPROCESSING)))
         self.learner = learner
         self.values = values
+        self.preprocess = preprocess
         self.image_shape = tuple(learner.model.inputs[0].shape[1:])
         self.ways = values['classes']
         self.converted = 0  # images converted to the model's number of channels
+        self.blank = []  # images in which framing found no ink
         self._support = None
 
     @classmethod
-    def from_checkpoint(cls, directory, **overrides):
+    def from_checkpoint(cls, directory, preprocess=None, **overrides):
         """The model of a finished training run in directory (its newest checkpoint) with the
         settings its config.json records; overrides (eval_iters=..., transductive=..., the names
-        of OVERRIDES with '_' for '-') replace recorded settings."""
+        of OVERRIDES with '_' for '-') replace recorded settings. preprocess is one of
+        PREPROCESSING; by default, default_preprocessing of the run's data set."""
         checkpoint = checkpoints.latest(directory)
         if checkpoint is None:
             raise UserError('no checkpoint in %s; point --checkpoint at a trained run' % directory)
@@ -81,19 +103,23 @@ class Adapter:
                        'eval-tasks-batch': 1})
         learner = recipes.build_learner(recipes.build_model(record['dataset'], values), values)
         checkpoints.restore_latest(learner.algorithm, directory)
-        return cls(learner, values)
+        return cls(learner, values, preprocess or default_preprocessing(record['dataset']))
 
     def fit(self, support):
-        """Take the support set: a folder of <class>/<images>, or {class name: [image paths or
-        arrays]}; classes in sorted order of their names (arrays: see predict)."""
+        """Take the support set: a folder of <class>/<images>, or {class name: [images]};
+        classes in sorted order of their names (images: see predict)."""
         if isinstance(support, (str, os.PathLike)):
             support = {name: [os.path.join(support, name, f) for f in
                               folder.image_files(os.path.join(support, name))]
                        for name in _support_classes(support)}
         if not 2 <= len(support) <= self.ways:
-            raise UserError('the support set has %d classes; this model tells 2 to %d apart'
-                            % (len(support), self.ways))
+            raise UserError('the support set has %d %s; this model tells 2 to %d apart' % (
+                len(support), 'class' if len(support) == 1 else 'classes', self.ways))
         names = sorted(support)
+        single = [name for name in names if isinstance(support[name], ONE_IMAGE)]
+        if single:
+            raise UserError('class %s of the support set is one image, not a list of them; give '
+                            '[image]' % single[0])
         arrays = [[self._image(item) for item in support[name]] for name in names]
         empty = [name for name, class_arrays in zip(names, arrays) if not class_arrays]
         if empty:
@@ -102,13 +128,16 @@ class Adapter:
         return self
 
     def predict(self, queries):
-        """The Prediction of each query: an image path, or an array of the model's input shape,
-        uint8 (0-255, as images are read) or float (0-1, as the model takes them)."""
+        """The Prediction of each query: an image (a path or a PIL image), preprocessed as
+        self.preprocess says, or an array of the model's input shape, taken as it is: uint8
+        (0-255, as images are read) or float (0-1, as the model takes them)."""
         if self._support is None:
             raise UserError('fit a support set before predicting')
         names, arrays = self._support
         support = [array for class_arrays in arrays for array in class_arrays]
         labels = np.repeat(np.arange(len(names)), [len(a) for a in arrays])
+        if isinstance(queries, ONE_IMAGE):
+            raise UserError('predict takes a list of queries, not one image; give [image]')
         if not queries:
             raise UserError('no query to predict; give one or more images')
         query_arrays = [self._image(query) for query in queries]
@@ -122,13 +151,14 @@ class Adapter:
                 for index, (query, p) in enumerate(zip(queries, probabilities))]
 
     def _image(self, item):
-        """An image path or array as the model's input array: uint8, or float32 in [0, 1]."""
-        if not isinstance(item, (str, os.PathLike)):
+        """An image (path or PIL image) or array as the model's input array: uint8, or float32
+        in [0, 1]."""
+        if not isinstance(item, (str, os.PathLike, Image.Image)):
             array = np.asarray(item)
             if array.shape != self.image_shape:
-                raise UserError('an image array of shape %s for a model of %s images; '
-                                'preprocess it with images.to_array' % (array.shape,
-                                                                        self.image_shape))
+                raise UserError('an image array of shape %s for a model of %s images; give '
+                                'the image as a path or a PIL image to have it preprocessed'
+                                % (array.shape, self.image_shape))
             if array.dtype == np.uint8:
                 return array
             if array.dtype.kind not in 'fiub' or not 0 <= array.min() <= array.max() <= 1:
@@ -136,8 +166,13 @@ class Adapter:
                                 'images (0-255) or floats in [0, 1]' % array.dtype)
             return array.astype(np.float32)
         size, _, channels = self.image_shape
-        image = images.load(item)
+        image = item if isinstance(item, Image.Image) else images.load(item)
         self.converted += images.colour_bands(image) != channels
+        if self.preprocess == 'handwriting':
+            image = handwriting.frame(image)
+            if image.getextrema()[0] == 255:
+                self.blank.append(str(item) if isinstance(item, (str, os.PathLike))
+                                  else 'a PIL image')
         return images.to_array(image, size, channels)
 
 
@@ -156,7 +191,12 @@ def _as_floats(array):
 def _support_classes(directory):
     if not os.path.isdir(directory):
         raise UserError('no support folder %s; give a folder of <class>/<images>' % directory)
-    return folder.class_folders(directory)
+    names = folder.class_folders(directory)
+    if not names and folder.image_files(directory):
+        raise UserError('support folder %s holds images but no class folders; put each '
+                        "class's images in a folder of its own, %s/<class>/"
+                        % (directory, directory))
+    return names
 
 
 def _label(query, index):
@@ -180,7 +220,8 @@ def query_paths(paths):
         elif os.path.isfile(path):
             found.append(path)
         else:
-            raise UserError('no query image or folder %s' % path)
+            raise UserError('no query image or folder %s; give image files or folders of '
+                            'images' % path)
     return found
 
 
@@ -195,15 +236,25 @@ def main(argv):
     """The command line (see the module's docstring); query paths may follow --query's."""
     flag_values = args.flag_values()
     given = [name for name in args.explicit_flags()
-             if name not in OVERRIDES + ('checkpoint', 'support', 'query', 'json')]
+             if name not in OVERRIDES + ('checkpoint', 'support', 'query', 'json', 'preprocess')]
     if given:
         raise UserError('--%s is a setting of the trained run, not of its adaptation; adapt '
                         'takes --%s' % (given[0], ', --'.join(OVERRIDES)))
     overrides = {name.replace('-', '_'): flag_values[name] for name in OVERRIDES
                  if args.FLAGS[name].present}
-    adapter = Adapter.from_checkpoint(flag_values['checkpoint'], **overrides)
+    if args.FLAGS['checkpoint'].present:
+        directory = flag_values['checkpoint']
+    else:
+        directory = SHIPPED_MODEL
+        print('note: no --checkpoint given; adapting the Omniglot model that ships with the '
+              'package', file=sys.stderr)
+    adapter = Adapter.from_checkpoint(directory, preprocess=flag_values['preprocess'],
+                                      **overrides)
     adapter.fit(flag_values['support'])
     predictions = adapter.predict(query_paths(flag_values['query'] + argv[1:]))
+    if adapter.blank:
+        print('note: %d images have no ink (all one tone) and were read as blank paper: %s' % (
+            len(adapter.blank), ', '.join(adapter.blank)), file=sys.stderr)
     if adapter.converted:
         print('note: %d images converted to %s, as this model takes' % (
             adapter.converted, 'grey' if adapter.image_shape[-1] == 1 else 'RGB'),

@@ -175,6 +175,7 @@ def define_adapt_flags():
     flags.DEFINE_list('query', None, 'images, or folders of images, to classify: --query PATH '
                       '[PATH...], or comma-separated', required=True, **options)
     flags.DEFINE_bool('json', False, 'print the predictions as JSON', **options)
+    _define_preprocess_flag()
 
 
 def define_export_flags():
@@ -184,10 +185,19 @@ def define_export_flags():
 
 
 def define_demo_flags():
-    """Define the flag of `python -m supervised_reptile.demo` beside --checkpoint."""
+    """Define the flags of `python -m supervised_reptile.demo` beside --checkpoint."""
     flags.DEFINE_integer('port', 8000, 'the port of 127.0.0.1 to serve the page on (0: any free '
                          'port)', lower_bound=0, upper_bound=65535, flag_values=FLAGS,
                          module_name=__name__)
+    _define_preprocess_flag()
+
+
+def _define_preprocess_flag():
+    flags.DEFINE_enum('preprocess', None, ['handwriting', 'raw'], 'how an image becomes the '
+                      "model's input: handwriting (cropped to the ink, centred and scaled as "
+                      "Omniglot's characters are, then squashed) or raw (squashed whole, as the "
+                      "data loaders do); default: handwriting for Omniglot's models, raw for "
+                      "others'", flag_values=FLAGS, module_name=__name__)
 
 
 def resolver(dataset):

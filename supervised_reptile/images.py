@@ -19,7 +19,7 @@ from .errors import UserError
 
 def to_array(image, size, channels):
     """A PIL image as uint8 [size, size, channels] (channels 1 or 3)."""
-    image = _on_white(image)
+    image = on_white(image)
     squashed = image.resize((size, size), Image.NEAREST)
     array = np.asarray(squashed.convert('L' if channels == 1 else 'RGB'), dtype=np.uint8)
     return array.reshape(size, size, channels)
@@ -46,7 +46,7 @@ def colour_bands(image):
     return 3 if len(image.getbands()) - ('A' in image.getbands()) >= 3 or image.mode == 'P' else 1
 
 
-def _on_white(image):
+def on_white(image):
     """The image with 8-bit bands, and without transparency: laid on white paper."""
     if image.mode.startswith('I;16'):  # Pillow would clip 16-bit grey to 8 bits, not scale it
         image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8), 'L')

@@ -310,7 +310,8 @@ def test_more_classes_than_the_model_has_are_refused(adapter, task, tmp_path):
 
 def test_a_support_of_one_class_is_refused(adapter, task, tmp_path):
     shutil.copytree(task / 'support' / 'alpha', tmp_path / 'support' / 'alpha')
-    refused(adapter.fit, str(tmp_path / 'support'), match='has 1 classes')
+    refused(adapter.fit, str(tmp_path / 'support'),
+            match='has 1 class; this model tells 2 to 3 apart')
     refused(adapter.fit, str(tmp_path / 'nowhere'), match='no support folder')
 
 

@@ -20,16 +20,13 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from supervised_reptile import omniglot
+from supervised_reptile import images, omniglot
 from supervised_reptile.adapt import Adapter
 from supervised_reptile.demo import SHIPPED_MODEL
 from supervised_reptile.demo.server import (MAX_BODY_BYTES, BadRequest, DemoServer, Predictor,
                                             decode_drawing, parse_request)
 
 from conftest import OMNIGLOT_MIRROR, REPO_DIR, write_omniglot_tree
-
-SHAPE = (28, 28, 1)
-
 
 def png_url(pixels):
     """A PNG data URL of a boolean (ink) array, drawn black on white as the page exports it."""
@@ -53,10 +50,15 @@ def task_request(kinds=('bar', 'ring', 'cross'), query='ring', shift=3):
             'query': png_url(shape_drawing(query, shift))}
 
 
+def read_drawing(url, name):
+    """A drawing as the model's input array when it is read raw, as the loaders read images."""
+    return images.to_array(decode_drawing(url, name), 28, 1)
+
+
 def refused(request, match):
     body = request if isinstance(request, bytes) else json.dumps(request).encode()
     with pytest.raises(BadRequest, match=match):
-        parse_request(body, 5, SHAPE)
+        parse_request(body, 5)
 
 
 # The request and its refusals.
@@ -66,7 +68,7 @@ def test_a_drawing_is_read_as_the_omniglot_loader_reads_the_same_png(tmp_path):
     loaded = omniglot.read_dataset(str(root))
     for index, path in enumerate(sorted((root / 'Alphabet0' / 'character01').iterdir())):
         url = 'data:image/png;base64,' + base64.b64encode(path.read_bytes()).decode('ascii')
-        np.testing.assert_array_equal(decode_drawing(url, SHAPE, 'a drawing'),
+        np.testing.assert_array_equal(read_drawing(url, 'a drawing'),
                                       loaded.class_images(0)[index])
 
 
@@ -83,15 +85,17 @@ def test_a_real_omniglot_png_is_read_as_the_loader_reads_it(tmp_path):
     loaded = omniglot.read_dataset(str(tmp_path / 'omniglot'))
     for index, path in enumerate(sorted(character.iterdir())):
         url = 'data:image/png;base64,' + base64.b64encode(path.read_bytes()).decode('ascii')
-        np.testing.assert_array_equal(decode_drawing(url, SHAPE, 'a drawing'),
+        np.testing.assert_array_equal(read_drawing(url, 'a drawing'),
                                       loaded.class_images(0)[index])
 
 
-def test_a_request_becomes_one_array_per_drawing_in_class_order():
-    support, query = parse_request(json.dumps(task_request()).encode(), 5, SHAPE)
+def test_a_request_becomes_one_image_per_drawing_in_class_order():
+    support, query = parse_request(json.dumps(task_request()).encode(), 5)
     assert [len(drawings) for drawings in support] == [1, 1, 1]
-    assert all(a.shape == SHAPE and a.dtype == np.uint8 for a in [query] + sum(support, []))
-    assert np.array_equal(support[0][0], decode_drawing(png_url(shape_drawing('bar')), SHAPE, ''))
+    assert all(image.size == (105, 105) for image in [query] + sum(support, []))
+    for drawings, kind in zip(support, ('bar', 'ring', 'cross')):
+        assert np.array_equal(np.asarray(drawings[0]) == 0, shape_drawing(kind))
+    assert np.array_equal(np.asarray(query) == 0, shape_drawing('ring', 3))
 
 
 def test_a_body_that_is_not_json_is_refused():
@@ -214,7 +218,7 @@ def test_a_prediction_gives_every_class_a_probability_and_names_the_likeliest(se
 
 def test_the_answer_is_the_adaptation_of_the_evaluation_path(server, predictor):
     request = task_request(kinds=('cross', 'bar'), query='bar')
-    support, query = parse_request(json.dumps(request).encode(), 5, SHAPE)
+    support, query = parse_request(json.dumps(request).encode(), 5)
     expected = Adapter.from_checkpoint(SHIPPED_MODEL, transductive=False).fit(
         {'a': support[0], 'b': support[1]}).predict([query])[0]
     status, answer = post(server + '/predict', request)
@@ -292,7 +296,7 @@ def test_a_setting_of_a_training_run_is_refused(tmp_path):
     process = run_demo('--meta-iters', '5')
     assert process.returncode == 2
     assert process.stderr == ('error: --meta-iters is a setting of a training run; the demo '
-                              'takes --checkpoint and --port\n')
+                              'takes --checkpoint, --port and --preprocess\n')
 
 
 def test_a_checkpoint_directory_without_a_run_is_refused(tmp_path):

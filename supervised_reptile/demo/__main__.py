@@ -1,12 +1,17 @@
 """
 Serve the drawing demo on 127.0.0.1:
 
-    python -m supervised_reptile.demo [--checkpoint DIR] [--port 8000]
+    python -m supervised_reptile.demo [--checkpoint DIR] [--port 8000] [--preprocess raw]
 
 Without --checkpoint, the demo uses the Omniglot model that ships in the package; with it, the
-finished training run in DIR. Predictions are always made one query at a time, with the support
-drawings in the batch (as a non-transductive evaluation makes them), whatever the run's
---transductive: batch statistics over one query alone would say nothing.
+finished training run in DIR. Drawings are framed as Omniglot frames its characters before they
+are squashed to the model's input (--preprocess handwriting, the default for Omniglot's models;
+see adapt.py), so that a character drawn small or off-centre is read as if drawn as Omniglot's
+writers drew; --preprocess raw squashes the whole drawing, as the data loaders do.
+
+Predictions are always made one query at a time, with the support drawings in the batch (as a
+non-transductive evaluation makes them), whatever the run's --transductive: batch statistics
+over one query alone would say nothing.
 """
 
 # pylint: disable=wrong-import-position
@@ -25,14 +30,17 @@ from .server import DemoServer, Predictor
 def main(argv):
     """The command (see the module's docstring)."""
     if len(argv) > 1:
-        raise UserError('unexpected argument %s; the demo takes --checkpoint and --port' % argv[1])
-    given = [name for name in args.explicit_flags() if name not in ('checkpoint', 'port')]
+        raise UserError('unexpected argument %s; the demo takes --checkpoint, --port and '
+                        '--preprocess' % argv[1])
+    given = [name for name in args.explicit_flags()
+             if name not in ('checkpoint', 'port', 'preprocess')]
     if given:
-        raise UserError('--%s is a setting of a training run; the demo takes --checkpoint and '
-                        '--port' % given[0])
+        raise UserError('--%s is a setting of a training run; the demo takes --checkpoint, '
+                        '--port and --preprocess' % given[0])
     directory = args.FLAGS['checkpoint'].value if args.FLAGS['checkpoint'].present \
         else SHIPPED_MODEL
-    adapter = Adapter.from_checkpoint(directory, transductive=False)
+    adapter = Adapter.from_checkpoint(directory, preprocess=args.FLAGS['preprocess'].value,
+                                      transductive=False)
     if adapter.ways < 2:
         raise UserError('the model of %s tells %d class apart; the demo needs 2 or more'
                         % (directory, adapter.ways))

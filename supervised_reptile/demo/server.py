@@ -6,9 +6,11 @@ on the drawings of a few-shot task and classifies a query drawing.
     -> 200         {"probabilities": [p, ...], "predicted": i}
     -> 400         {"error": "..."}                                  a request it cannot answer
 
-A drawing becomes the model's input through images.to_array, the function the data loaders use,
-so a drawing the page exports as Omniglot's images are drawn (105x105, black ink on white paper,
-no grey) is read exactly as the loader reads an Omniglot image.
+A drawing becomes the model's input as the adapter's preprocessing says (adapt.py): framed as
+Omniglot frames its characters and then squashed (handwriting.py; the default for Omniglot's
+models), or only squashed as the data loaders squash an image (images.py; --preprocess raw), in
+which case a drawing the page exports as Omniglot's images are drawn (105x105, black ink on
+white paper, no grey) is read exactly as the loader reads an Omniglot image.
 """
 
 import base64
@@ -61,7 +63,8 @@ class Predictor:
         return self.adapter.image_shape
 
     def predict(self, support, query):
-        """The answer to a task: support a list per class of image arrays, query an array."""
+        """The answer to a task: support a list per class of images, query an image (PIL
+        images, or arrays of the model's input shape)."""
         names = ['%03d' % index for index in range(len(support))]  # sorted in class order
         with self._lock:
             self.adapter.fit(dict(zip(names, support)))
@@ -79,8 +82,8 @@ class Predictor:
             self.predict([[drawing()] for _ in range(ways)], drawing())
 
 
-def parse_request(body, ways, image_shape):
-    """(support, query) of a /predict body as image arrays; a BadRequest says what is wrong."""
+def parse_request(body, ways):
+    """(support, query) of a /predict body as PIL images; a BadRequest says what is wrong."""
     try:
         request = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -99,16 +102,16 @@ def parse_request(body, ways, image_shape):
         if len(drawings) > MAX_DRAWINGS_PER_CLASS:
             raise BadRequest('class %d has %d drawings; give at most %d'
                              % (number, len(drawings), MAX_DRAWINGS_PER_CLASS))
-    arrays = [[decode_drawing(url, image_shape, 'the drawing of class %d' % number
+    drawings = [[decode_drawing(url, 'the drawing of class %d' % number
                               if len(drawings) == 1 else 'drawing %d of class %d' % (i, number))
                for i, url in enumerate(drawings, 1)]
               for number, drawings in enumerate(support, 1)]
-    return arrays, decode_drawing(request['query'], image_shape, 'the query')
+    return drawings, decode_drawing(request['query'], 'the query')
 
 
-def decode_drawing(data_url, image_shape, name):
-    """A PNG data URL as the model's input array (images.to_array); a blank drawing, or one
-    that is not a PNG, is a BadRequest naming it."""
+def decode_drawing(data_url, name):
+    """A PNG data URL as a PIL image; a blank drawing, or one that is not a PNG, is a
+    BadRequest naming it."""
     if not isinstance(data_url, str) or not data_url.startswith(PNG_DATA_URL):
         raise BadRequest('%s is not a PNG data URL (%s...)' % (name, PNG_DATA_URL))
     try:
@@ -117,19 +120,18 @@ def decode_drawing(data_url, image_shape, name):
         raise BadRequest('%s is not valid base64' % name) from None
     if not data.startswith(PNG_SIGNATURE):
         raise BadRequest('%s is not a PNG image' % name)
-    size, _, channels = image_shape
     try:
         with Image.open(io.BytesIO(data)) as image:
             if max(image.size) > MAX_DRAWING_SIDE:
                 raise BadRequest('%s is %dx%d pixels; at most %d a side' % (
                     name, *image.size, MAX_DRAWING_SIDE))
             image.load()
-            array = images.to_array(image, size, channels)
+            darkest, lightest = images.on_white(image).convert('L').getextrema()
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadRequest('%s cannot be decoded as a PNG (%s)' % (name, exc)) from None
-    if array.min() == array.max():
+    if lightest == darkest:
         raise BadRequest('%s is blank; draw in it' % name)
-    return array
+    return image
 
 
 class DemoServer(ThreadingHTTPServer):
@@ -165,8 +167,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         started = time.perf_counter()
         try:
-            support, query = parse_request(self._body(), self.server.predictor.ways,
-                                           self.server.predictor.image_shape)
+            support, query = parse_request(self._body(), self.server.predictor.ways)
             answer = self.server.predictor.predict(support, query)
         except BadRequest as exc:
             self._send_json(HTTPStatus.BAD_REQUEST, {'error': str(exc)})
