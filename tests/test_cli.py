@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from supervised_reptile import args, recipes
+from supervised_reptile import args, models, recipes
 from supervised_reptile.settings import Evaluation, TaskShape, Training
 
 from conftest import REPO_DIR, run_script, write_omniglot_tree
@@ -57,6 +57,15 @@ def test_readme_row_1_means_what_the_reference_means():
     assert evaluation == Evaluation(inner_batch=5, inner_iters=50, transductive=True,
                                     samples=10000, tasks_per_batch=0)
     assert args.FLAGS.checkpoint == 'ckpt_o15t'
+
+
+def test_the_run_scripts_learner_sums_the_loss_over_a_mini_batch_as_the_reference():
+    """The reference sums the cross-entropy of a mini-batch (the library's default is Keras'
+    mean): the run scripts' learner, and so its inner steps and evaluation, sum it."""
+    parse(README_COMMANDS[0])
+    learner = recipes.build_learner(models.omniglot_model(5), args.flag_values())
+    assert learner.loss_reduction == 'sum'
+    assert learner.algorithm.inner_loop.reduction == 'sum'
 
 
 def test_readme_row_1_is_preset_o15t():

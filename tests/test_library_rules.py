@@ -419,3 +419,63 @@ def test_adapt_leaves_the_callers_random_draws_as_they_were():
     random.seed(1)
     learner.adapt(blobs()[0][:3], np.arange(3))
     assert [random.random() for _ in range(3)] == expected
+
+
+# Evaluation: the plane's four points are the support, a fifth point the query.
+QUERY, QUERY_TARGET = np.array([[0.7, -0.4]], np.float32), np.array([0.9], np.float32)
+
+
+def the_plane_and_a_query(rng, n):
+    del rng  # the learner also draws a support set alone, to check the source
+    return np.concatenate([POINTS, QUERY])[:n], np.concatenate([TARGETS, QUERY_TARGET])[:n]
+
+
+@pytest.mark.parametrize('reduction, weight_decay', [('mean', 0.0), ('sum', 0.1)])
+def test_evaluation_takes_its_own_steps_on_its_own_batches_then_scores_the_query(reduction,
+                                                                                 weight_decay):
+    """eval_steps (3, not the training's 5) steps on mini-batches of eval_batch_size (4: the
+    whole support set, in some order), then the query's squared error, in float64 NumPy."""
+    learning_rate = 0.05 if reduction == 'mean' else 0.0125
+    learner = sr.Reptile(linear_model(), loss='mse', inner_optimizer=sr.SGD(learning_rate),
+                         loss_reduction=reduction, inner_steps=5, inner_batch_size=2,
+                         eval_steps=3, eval_batch_size=4, weight_decay=weight_decay)
+    source = sr.tasks.from_function(the_plane_and_a_query, shots=4, query_shots=1)
+    score = learner.evaluate(source, num_tasks=1, verbose=0)
+    w, b = (value.astype(np.float64) for value in WEIGHTS)
+    scale = 1.0 if reduction == 'mean' else len(POINTS)
+    for _ in range(3):
+        w, b = w * (1 - weight_decay), b * (1 - weight_decay)
+        residual = POINTS @ w + b - TARGETS[:, None]
+        w = w - learning_rate * scale * 2 * POINTS.T @ residual / len(POINTS)
+        b = b - learning_rate * scale * 2 * residual.sum(0) / len(POINTS)
+    expected = float(((QUERY @ w + b - QUERY_TARGET) ** 2).mean())
+    assert score.mean == pytest.approx(expected, rel=1e-5)
+    assert learner.model.get_weights()[0] == pytest.approx(WEIGHTS[0])  # evaluation keeps none
+
+
+def recording_draws(source):
+    """source, keeping in source.meta_batches every meta-batch the learner draws from it."""
+    draw, source.meta_batches = source.training_tasks, []
+
+    def training_tasks(*arguments):
+        pool, meta_batch = draw(*arguments)
+        source.meta_batches.append(meta_batch)
+        return pool, meta_batch
+    source.training_tasks = training_tasks
+    return source
+
+
+def test_fomamls_last_inner_mini_batch_is_its_held_out_tail():
+    """sr.FOMAML(tail_shots=1) trains each task's last step on an image of each class held out
+    of the other mini-batches (the reference's --foml-tail), not on an ordinary mini-batch."""
+    source = recording_draws(classification_source())
+    learner = small_learner(mlp(), sr.FOMAML, inner_steps=3, inner_batch_size=2, tail_shots=1)
+    learner.fit(source, 2, verbose=0)
+    assert len(source.meta_batches) == 2
+    for meta_batch in source.meta_batches:
+        assert meta_batch.last_indices.shape == (2, 3)  # tasks x (3 ways x 1 tail shot)
+        assert meta_batch.head_indices.shape == (2, 2, 2)
+        for head, last, labels in zip(meta_batch.head_indices, meta_batch.last_indices,
+                                      meta_batch.last_labels):
+            assert sorted(labels) == [0, 1, 2]  # one of each class, as the reference's tail
+            assert not set(last) & set(head.reshape(-1))
