@@ -3,9 +3,10 @@ Handwriting as people hand it in, for benchmarks/people_handwriting.py: Omniglot
 restyled (small in a corner, filling the frame, a thick or a thin pen, a grey scan, white on
 black, a thumbnail), made-up characters redrawn by hand, and digits written and scanned small.
 
-NumPy and Pillow only, so that the tests import it without TensorFlow. Every function draws the
-parameters of each image from the Generator it is given: a style is one way of handing images
-in, and its parameters vary from image to image as one person's do. Images come back as PIL
+NumPy, Pillow and the package's handwriting.py only, so that the tests import it without
+TensorFlow. Every function draws the parameters of each image from the Generator it is given: a
+style is one way of handing images in, and its parameters vary from image to image as one
+person's do. Images come back as PIL
 'L' images, dark ink on light paper unless the style says otherwise.
 """
 
@@ -15,6 +16,8 @@ import math
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from supervised_reptile import handwriting
 
 OMNIGLOT_PEN = 5.0  # pixels: the width of Omniglot's strokes on its 105-pixel pad
 SUPERSAMPLING = 4   # strokes are drawn at 4x and averaged down: antialiased edges
@@ -50,7 +53,7 @@ def fill(ink, rng):
 def thick(ink, rng):
     """A pen 2.5-4 times as wide as Omniglot's: the ink dilated, the pad widened to hold it."""
     radius = (rng.uniform(2.5, 4) - 1) * OMNIGLOT_PEN / 2
-    return _on_paper(_dilated(np.pad(ink, math.ceil(radius)), radius).astype(float))
+    return _on_paper(handwriting.dilated(np.pad(ink, math.ceil(radius)), radius).astype(float))
 
 
 def thin(ink, rng):
@@ -273,28 +276,9 @@ def _pasted(coverage, size, top, left):
     return frame
 
 
-def _disc(radius):
-    """The offsets (dy, dx) within radius of the origin."""
-    reach = int(radius)
-    dy, dx = np.mgrid[-reach:reach + 1, -reach:reach + 1]
-    inside = dy ** 2 + dx ** 2 <= radius ** 2
-    return zip(dy[inside], dx[inside])
-
-
-def _dilated(mask, radius):
-    """mask grown by a disc of radius: a pixel is set if any within radius is."""
-    reach = int(radius)
-    padded = np.pad(mask, reach)
-    height, width = mask.shape
-    grown = np.zeros_like(mask)
-    for dy, dx in _disc(radius):
-        grown |= padded[reach + dy:reach + dy + height, reach + dx:reach + dx + width]
-    return grown
-
-
 def _eroded(mask, radius):
     """mask shrunk by a disc of radius: a pixel stays set if every one within radius is."""
-    return ~_dilated(~mask, radius)
+    return ~handwriting.dilated(~mask, radius)
 
 
 def _lighting(size, strength, rng):

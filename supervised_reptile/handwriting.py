@@ -45,10 +45,11 @@ def frame(image):
     ink = ink_strength(ImageOps.exif_transpose(image))
     level = _threshold(ink)
     ink = without_box(ink, ink > level)
+    marked = ink > level
     pad = np.full((PAD, PAD), 255, np.uint8)
-    if ink.max() < MIN_CONTRAST or not (ink > level).any():
+    if ink.max() < MIN_CONTRAST or not marked.any():
         return Image.fromarray(pad, 'L')
-    ink = crop(ink, ink > level)
+    ink = crop(ink, marked)
     scale = INK_SIDE / max(ink.shape)
     drawing = redrawn(scaled(ink, scale, level))
     if max(drawing.shape) < INK_SIDE:  # a broad pen's centre lines span less than its ink
