@@ -28,6 +28,7 @@ setup(
         'plots': ['matplotlib'],
         'test': [
             'pytest',
+            'pytest-xdist',  # the suite on every core, a file per worker (pytest.ini)
             'playwright',  # drives Chromium through the demo page (tests/test_demo_page.py)
             'matplotlib',  # the tests draw and check the figures
         ],

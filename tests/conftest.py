@@ -1,12 +1,22 @@
 """Shared fixtures: tiny synthetic data, and the real data of ../shared when it is there."""
 
+import contextlib
+import io
 import os
 import pathlib
+import runpy
+import shutil
 import subprocess
 import sys
+import types
 import zipfile
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+if 'PYTEST_XDIST_WORKER' in os.environ:
+    # One worker per core: TensorFlow splitting each operation over every core (its default)
+    # would make the workers fight over them. Set before TensorFlow loads, here and in every
+    # subprocess the tests start.
+    os.environ.setdefault('TF_NUM_INTRAOP_THREADS', '1')
 
 import numpy as np  # pylint: disable=wrong-import-position
 from PIL import Image  # pylint: disable=wrong-import-position
@@ -24,6 +34,37 @@ def run_script(cwd, *flags):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
     return subprocess.run([sys.executable, str(REPO_DIR / 'run_omniglot.py'), *flags], cwd=cwd,
                           env=env, capture_output=True, text=True, timeout=600, check=False)
+
+
+def run_script_here(cwd, *flags, script='run_omniglot.py'):
+    """Run a run script's main with flags in this process, in cwd, as `python script flags`
+    would (flags parsed by absl, a UserError reported as one line with exit code 2); a
+    completed-process-like namespace of returncode, stdout and stderr.
+
+    For runs refused before training: a subprocess would add seconds of TensorFlow's start-up
+    and test nothing more (each script keeps an end-to-end run in a subprocess)."""
+    from supervised_reptile import args  # pylint: disable=import-outside-toplevel
+    environment, directory, argv = dict(os.environ), os.getcwd(), sys.argv
+    stdout, stderr = io.StringIO(), io.StringIO()
+    args.FLAGS.unparse_flags()
+    try:
+        os.chdir(cwd)
+        sys.argv = [script, *flags]
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                runpy.run_path(str(REPO_DIR / script), run_name='__main__')
+                returncode = 0
+            except SystemExit as exited:
+                code = exited.code
+                returncode = 0 if code is None else code if isinstance(code, int) else 1
+    finally:
+        os.chdir(directory)
+        sys.argv = argv
+        os.environ.clear()
+        os.environ.update(environment)  # the script chooses TensorFlow's threads by variables
+        args.FLAGS.unparse_flags()
+    return types.SimpleNamespace(returncode=returncode, stdout=stdout.getvalue(),
+                                 stderr=stderr.getvalue())
 
 
 def random_classes(num_classes, per_class, shape=(28, 28, 1), seed=0):
@@ -44,6 +85,24 @@ def write_omniglot_tree(root, alphabets=3, characters=4, drawings=20, seed=0):
             for d in range(drawings):
                 pixels = rng.random((105, 105)) > 0.3
                 Image.fromarray(pixels).convert('1').save(folder / ('%04d_%02d.png' % (c, d + 1)))
+    return root
+
+
+@pytest.fixture(scope='session')
+def omniglot_tree(tmp_path_factory):
+    """A synthetic Omniglot with enough characters for the 1200-character training split and a
+    test split, two drawings each (enough for 1-shot tasks), written and decoded into its image
+    cache once a session; give a working directory a copy with copy_omniglot_tree."""
+    from supervised_reptile import omniglot  # pylint: disable=import-outside-toplevel
+    tree = write_omniglot_tree(tmp_path_factory.mktemp('synthetic') / 'omniglot', alphabets=11,
+                               characters=110, drawings=2)
+    omniglot.load(str(tree), 0)
+    return tree
+
+
+def copy_omniglot_tree(tree, root):
+    """root/data/omniglot, a copy of the omniglot_tree fixture (its cache still valid); root."""
+    shutil.copytree(tree, root / 'data' / 'omniglot')
     return root
 
 

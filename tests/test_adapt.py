@@ -21,6 +21,8 @@ from supervised_reptile.errors import UserError
 from conftest import random_classes
 from test_folder import files_under, one_line_error, python_path_env, trained_run
 
+pytestmark = pytest.mark.slow  # a run_folder.py run in a subprocess, and the command
+
 
 def run_adapt(cwd, *flags):
     """python -m supervised_reptile.adapt with flags in cwd; the completed process."""

@@ -60,6 +60,7 @@ def as_arrays(support, queries, preprocess):
             [array(image) for image in queries])
 
 
+@pytest.mark.slow
 def test_omniglots_models_frame_images_and_a_folders_run_squashes_them(shipped,
                                                                         tmp_path_factory):
     assert shipped.preprocess == 'handwriting'
@@ -67,6 +68,7 @@ def test_omniglots_models_frame_images_and_a_folders_run_squashes_them(shipped,
         'raw'
 
 
+@pytest.mark.slow
 def test_images_are_framed_then_squashed_and_arrays_are_taken_as_they_are(shipped, shipped_raw):
     framed = probabilities(shipped, SUPPORT, QUERIES)
     np.testing.assert_array_equal(
@@ -97,6 +99,7 @@ def test_an_unknown_preprocessing_is_refused_naming_the_choices():
         Adapter.from_checkpoint(SHIPPED_MODEL, preprocess='framed')
 
 
+@pytest.mark.slow
 def test_the_command_without_a_checkpoint_adapts_the_shipped_model_and_says_so(shipped,
                                                                             shipped_raw,
                                                                             tmp_path):

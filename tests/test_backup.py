@@ -186,6 +186,7 @@ def run_script(tmp_path, name, kill_at=None):
     return result, state, ran
 
 
+@pytest.mark.slow
 def test_a_script_killed_mid_fit_and_rerun_ends_as_if_never_interrupted(tmp_path):
     reference_dir, resumed_dir = tmp_path / 'reference', tmp_path / 'resumed'
     reference_dir.mkdir()

@@ -6,7 +6,7 @@ import pytest
 
 from supervised_reptile import args, cli
 
-from conftest import run_script, write_omniglot_tree
+from conftest import copy_omniglot_tree, run_script_here, write_omniglot_tree
 
 BAD_FLAGS = [
     ('--shots 0', 'flag --shots=0: 0 is not a positive integer'),
@@ -52,13 +52,13 @@ SHORT_RUN = ['--shots', '1', '--train-shots', '2', '--inner-iters', '1', '--meta
 
 
 @pytest.fixture(scope='module')
-def workdir(tmp_path_factory):
+def workdir(tmp_path_factory, omniglot_tree):
     """Synthetic Omniglot (two drawings per character) with a finished run in 'done', and an
     unfinished one in 'half' (its results removed as if the final evaluation had been killed)."""
     root = tmp_path_factory.mktemp('bad_input')
-    write_omniglot_tree(root / 'data' / 'omniglot', alphabets=11, characters=110, drawings=2)
+    copy_omniglot_tree(omniglot_tree, root)
     for name in ('done', 'half'):
-        assert run_script(root, *SHORT_RUN, '--checkpoint', name).returncode == 0
+        assert run_script_here(root, *SHORT_RUN, '--checkpoint', name).returncode == 0
     os.remove(root / 'half' / 'results.json')
     return root
 
@@ -82,10 +82,11 @@ BAD_RUNS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('flags, message', BAD_RUNS)
 def test_bad_runs_are_refused_without_touching_anything(workdir, flags, message):
     before = contents(workdir)
-    result = run_script(workdir, *flags)
+    result = run_script_here(workdir, *flags)
     assert result.returncode == 2
     assert 'Traceback' not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
@@ -94,11 +95,12 @@ def test_bad_runs_are_refused_without_touching_anything(workdir, flags, message)
     assert not (workdir / 'new').exists()
 
 
+@pytest.mark.slow
 def test_missing_empty_and_corrupt_data_are_named(tmp_path):
-    assert run_script(tmp_path, '--meta-iters', '1').stderr.strip().splitlines()[-1] == (
+    assert run_script_here(tmp_path, '--meta-iters', '1').stderr.strip().splitlines()[-1] == (
         'error: no Omniglot data in data/omniglot; run ./fetch_data.sh to download it')
     (tmp_path / 'data' / 'omniglot').mkdir(parents=True)
-    empty = run_script(tmp_path, '--meta-iters', '1')
+    empty = run_script_here(tmp_path, '--meta-iters', '1')
     assert empty.returncode == 2
     assert 'no Omniglot data in data/omniglot' in empty.stderr.strip().splitlines()[-1]
 
@@ -106,7 +108,7 @@ def test_missing_empty_and_corrupt_data_are_named(tmp_path):
     corrupt = tmp_path / 'data' / 'omniglot' / 'Alphabet0' / 'character01' / '0000_01.png'
     corrupt.write_bytes(b'<html>not a png</html>')
     before = contents(tmp_path)
-    result = run_script(tmp_path, '--meta-iters', '1', '--checkpoint', 'new')
+    result = run_script_here(tmp_path, '--meta-iters', '1', '--checkpoint', 'new')
     assert result.returncode == 2 and 'Traceback' not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(
         'error: cannot read image data/omniglot/Alphabet0/character01/0000_01.png')

@@ -13,6 +13,8 @@ import pytest
 
 from conftest import REPO_DIR
 
+pytestmark = pytest.mark.slow  # the speed benchmark in a subprocess
+
 FULL_RUN_ITERATIONS = 100000  # README row 1
 FINAL_EVALUATION_TASKS = 2 * 10000  # two splits of --eval-samples' default
 

@@ -117,6 +117,7 @@ def test_command_refuses_with_one_line_and_exit_2(tmp_path, capsys):
     assert 'holds no results.json' in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_runs_as_a_module(tmp_path):
     directory = write_run(tmp_path / 'ckpt', record())
     result = subprocess.run([sys.executable, '-m', 'supervised_reptile.compare', directory],
@@ -165,6 +166,7 @@ def test_a_plot_that_cannot_be_written_is_refused_with_one_line_and_no_table(tmp
         output, tmp_path / 'missing')
 
 
+@pytest.mark.slow
 def test_the_full_length_run_of_an_earlier_release_is_compared_and_drawn(tmp_path):
     if not FULL_RUN.is_dir():
         pytest.skip('the full-length run (../shared/runs/o15t-full) is not here')

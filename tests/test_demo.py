@@ -208,6 +208,7 @@ def post(url, body, headers=None):
         return error.code, json.load(error)
 
 
+@pytest.mark.slow
 def test_a_prediction_gives_every_class_a_probability_and_names_the_likeliest(server):
     status, answer = post(server + '/predict', task_request())
     assert status == 200
@@ -216,6 +217,7 @@ def test_a_prediction_gives_every_class_a_probability_and_names_the_likeliest(se
     assert answer['predicted'] == int(np.argmax(answer['probabilities']))
 
 
+@pytest.mark.slow
 def test_the_answer_is_the_adaptation_of_the_evaluation_path(server, predictor):
     request = task_request(kinds=('cross', 'bar'), query='bar')
     support, query = parse_request(json.dumps(request).encode(), 5)
@@ -226,6 +228,7 @@ def test_the_answer_is_the_adaptation_of_the_evaluation_path(server, predictor):
     assert answer['probabilities'] == [expected.probabilities['a'], expected.probabilities['b']]
 
 
+@pytest.mark.slow
 def test_concurrent_requests_get_the_answers_they_get_alone_and_change_nothing(server,
                                                                                predictor):
     model = predictor.adapter.learner.model
@@ -241,6 +244,7 @@ def test_concurrent_requests_get_the_answers_they_get_alone_and_change_nothing(s
     assert all(np.array_equal(a, b) for a, b in zip(before, after))
 
 
+@pytest.mark.slow
 def test_a_bad_request_gets_400_with_the_message_and_the_server_keeps_serving(server):
     status, answer = post(server + '/predict', b'{"support": ')
     assert status == 400 and 'not JSON' in answer['error']
@@ -249,6 +253,7 @@ def test_a_bad_request_gets_400_with_the_message_and_the_server_keeps_serving(se
     assert post(server + '/predict', task_request())[0] == 200
 
 
+@pytest.mark.slow
 def test_a_body_over_the_size_limit_gets_400_and_the_server_keeps_serving(server):
     status, answer = post(server + '/predict', b' ' * (MAX_BODY_BYTES + 1))
     assert status == 400
@@ -257,6 +262,7 @@ def test_a_body_over_the_size_limit_gets_400_and_the_server_keeps_serving(server
     assert post(server + '/predict', task_request())[0] == 200
 
 
+@pytest.mark.slow
 def test_the_page_and_the_models_description_are_served(server):
     with urllib.request.urlopen(server + '/') as response:
         page = response.read().decode()
@@ -268,6 +274,7 @@ def test_the_page_and_the_models_description_are_served(server):
         assert json.load(response) == {'ways': 5, 'model': 'test'}
 
 
+@pytest.mark.slow
 def test_an_unknown_path_gets_404(server):
     with pytest.raises(urllib.error.HTTPError) as error:
         urllib.request.urlopen(server + '/model.ckpt')
@@ -284,6 +291,7 @@ def run_demo(*flags):
                           check=False)
 
 
+@pytest.mark.slow
 def test_a_port_in_use_is_refused_in_one_line(server):
     port = server.rsplit(':', 1)[1]
     process = run_demo('--port', port)
@@ -292,6 +300,7 @@ def test_a_port_in_use_is_refused_in_one_line(server):
                               'free one)\n' % port)
 
 
+@pytest.mark.slow
 def test_a_setting_of_a_training_run_is_refused(tmp_path):
     process = run_demo('--meta-iters', '5')
     assert process.returncode == 2
@@ -299,6 +308,7 @@ def test_a_setting_of_a_training_run_is_refused(tmp_path):
                               'takes --checkpoint, --port and --preprocess\n')
 
 
+@pytest.mark.slow
 def test_a_checkpoint_directory_without_a_run_is_refused(tmp_path):
     process = run_demo('--checkpoint', str(tmp_path / 'nothing'))
     assert process.returncode == 2
@@ -307,6 +317,7 @@ def test_a_checkpoint_directory_without_a_run_is_refused(tmp_path):
 
 # The model that ships in the package.
 
+@pytest.mark.slow
 def test_the_shipped_model_tells_omniglots_test_characters_apart(predictor, real_omniglot_dir):
     record = json.loads((pathlib.Path(SHIPPED_MODEL) / 'results.json').read_text())
     assert record['dataset'] == 'omniglot' and record['ways'] == 5
@@ -322,6 +333,7 @@ def test_the_shipped_model_tells_omniglots_test_characters_apart(predictor, real
     assert right >= 16, right  # 20 tasks of 5 ways; the model's test accuracy is above 0.9
 
 
+@pytest.mark.slow
 def test_the_package_carries_the_model_and_the_page(tmp_path):
     source = tmp_path / 'source'  # a copy, so that the build leaves nothing in the repository
     shutil.copytree(REPO_DIR / 'supervised_reptile', source / 'supervised_reptile',

@@ -27,6 +27,8 @@ from supervised_reptile.demo.server import decode_drawing
 from conftest import OMNIGLOT_MIRROR
 from demo_server import running_demo
 
+pytestmark = pytest.mark.slow  # a browser
+
 BROWSER_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
                  '--no-first-run', '--disable-background-networking',
                  '--disable-component-update', '--disable-sync']

@@ -21,13 +21,6 @@ OMNIGLOT = random_classes(8, 6, seed=5)
 MINIIMAGENET = random_classes(6, 4, shape=(84, 84, 3), seed=6)
 
 
-def smooth_adam():
-    """The reference's Adam with a large epsilon: Adam divides by the root of the squared
-    gradient, so where a gradient is zero but for rounding (the conv biases, followed by batch
-    normalization) it would turn float rounding into whole steps."""
-    return Adam(0.01, epsilon=0.1)
-
-
 def trained_reptile(build, classes, rule, weight_decay=1.0, blocks_frozen_in_evaluation=0):
     """A Reptile whose optimizer state is not fresh: one meta-step taken."""
     keras.utils.set_random_seed(2)
@@ -36,28 +29,28 @@ def trained_reptile(build, classes, rule, weight_decay=1.0, blocks_frozen_in_eva
         model, blocks_frozen_in_evaluation))
     rng = np.random.default_rng(1)
     reptile.train_step(tf.constant(classes.images), sampling.stack_tasks(
-        [sampling.training_task(classes, 3, 3, 4, 2, False, rng)]), 0.5)
+        [sampling.training_task(classes, 3, 3, 4, 2, False, rng)]), 0.3)
     return reptile
 
 
 def evaluator_for(reptile, transductive, **kwargs):
+    """An evaluator of the per-task layout, whatever the device (the grouped one has its own
+    test)."""
     return Evaluator(reptile, settings.Evaluation(inner_batch=4, inner_iters=4,
-                                                  transductive=transductive, **kwargs))
+                                                  transductive=transductive, **kwargs),
+                     grouped=False)
 
 
 def sample_jobs(evaluator, classes, count, shots=2, seed=0):
     return evaluator.jobs(ClassificationTasks(classes, 3, shots, seed=seed), count)
 
 
-def assert_close_logits(actual, expected):
-    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
-    np.testing.assert_array_equal(actual.argmax(-1), expected.argmax(-1))
-
-
 def assert_side_by_side_equals_alone(evaluator, tasks, k):
+    """Bit for bit: every task runs its own kernels on its own inputs, side by side or alone
+    (see inner_loop.reduced_loss), so nothing may round differently."""
     alone = np.concatenate([evaluator.query_logits([job], 1) for job in tasks])
     assert alone.shape == (len(tasks), 3, 3)
-    assert_close_logits(evaluator.query_logits(tasks, k), alone)
+    np.testing.assert_array_equal(evaluator.query_logits(tasks, k), alone)
     assert evaluator.count_correct(tasks, k) == [evaluator.count_correct([job], 1)[0]
                                                  for job in tasks]
 
@@ -73,16 +66,20 @@ def reference_evaluator(reference_reptile):
     return evaluator_for(reference_reptile, transductive=True)
 
 
-@pytest.mark.parametrize('rule, transductive', [(smooth_adam, True), (lambda: SGD(0.003), False)],
-                         ids=['adam-transductive', 'sgd-non-transductive'])
-def test_omniglot_tasks_two_at_a_time_match_each_task_alone(rule, transductive):
-    reptile = trained_reptile(models.omniglot_model, OMNIGLOT, rule(), weight_decay=0.9)
-    evaluator = evaluator_for(reptile, transductive)
+def test_omniglot_tasks_two_at_a_time_match_each_task_alone(reference_evaluator):
+    assert_side_by_side_equals_alone(reference_evaluator,
+                                     sample_jobs(reference_evaluator, OMNIGLOT, 5), 2)
+
+
+def test_tasks_fine_tuned_by_sgd_with_weight_decay_match_each_task_alone():
+    reptile = trained_reptile(models.omniglot_model, OMNIGLOT, SGD(0.003), weight_decay=0.9)
+    evaluator = evaluator_for(reptile, transductive=False)
     assert_side_by_side_equals_alone(evaluator, sample_jobs(evaluator, OMNIGLOT, 5), 2)
 
 
+@pytest.mark.slow
 def test_miniimagenet_tasks_two_at_a_time_match_each_task_alone():
-    reptile = trained_reptile(models.miniimagenet_model, MINIIMAGENET, smooth_adam(),
+    reptile = trained_reptile(models.miniimagenet_model, MINIIMAGENET, Adam(0.01),
                               weight_decay=0.95)
     evaluator = evaluator_for(reptile, transductive=False)
     assert_side_by_side_equals_alone(evaluator, sample_jobs(evaluator, MINIIMAGENET, 3, shots=1),
@@ -90,17 +87,12 @@ def test_miniimagenet_tasks_two_at_a_time_match_each_task_alone():
 
 
 def test_variables_frozen_in_evaluation_stay_fixed_as_for_a_task_alone():
-    reptile = trained_reptile(models.omniglot_model, OMNIGLOT, smooth_adam(), weight_decay=0.9,
+    reptile = trained_reptile(models.omniglot_model, OMNIGLOT, Adam(0.01), weight_decay=0.9,
                               blocks_frozen_in_evaluation=2)
     evaluator = evaluator_for(reptile, transductive=False)
     # Two blocks of four variables (kernel, bias, gamma, beta) are left out of fine-tuning.
     assert len(evaluator.network.variables) == len(reptile.model.trainable_variables) - 8
     assert_side_by_side_equals_alone(evaluator, sample_jobs(evaluator, OMNIGLOT, 3), 3)
-
-
-def test_the_reference_adam_gives_the_same_predictions(reference_evaluator):
-    assert_side_by_side_equals_alone(reference_evaluator,
-                                     sample_jobs(reference_evaluator, OMNIGLOT, 3, seed=1), 3)
 
 
 def test_tasks_of_different_image_sets_share_a_call(reference_evaluator):
@@ -109,7 +101,7 @@ def test_tasks_of_different_image_sets_share_a_call(reference_evaluator):
              + sample_jobs(reference_evaluator, other, 1))
     together = reference_evaluator.query_logits(tasks, 2)
     for job, logits in zip(tasks, together, strict=True):
-        assert_close_logits(logits, reference_evaluator.query_logits([job], 1)[0])
+        np.testing.assert_array_equal(logits, reference_evaluator.query_logits([job], 1)[0])
 
 
 @pytest.mark.parametrize('transductive', [True, False])
@@ -165,6 +157,8 @@ from conftest import random_classes
 classes = random_classes(8, 6, seed=5)
 keras.utils.set_random_seed(2)
 model = models.omniglot_model(3)
+# A large epsilon: the conv biases' gradients are rounding alone (batch norm follows), which
+# Adam with the reference's would turn into whole steps, different in each layout.
 reptile = Reptile(model, Adam(0.01, epsilon=0.1), weight_decay=0.9,
                   frozen_in_evaluation=backbone.block_variables(model, 2))
 rng = np.random.default_rng(1)
@@ -176,13 +170,16 @@ for transductive in (False, True):
     grouped = Evaluator(reptile, evaluation, grouped=True)
     assert grouped.network.grouped and not per_task.network.grouped
     jobs = per_task.jobs(ClassificationTasks(classes, 3, 2, rng=rng), 3)
-    expected, actual = per_task.query_logits(jobs, 3), grouped.query_logits(jobs, 3)
-    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
-    np.testing.assert_array_equal(actual.argmax(-1), expected.argmax(-1))
+    for actual, expected in zip(grouped.query_logits(jobs, 3), per_task.query_logits(jobs, 3)):
+        # The layouts sum the convolutions in different orders: each task's logits within 64
+        # float32 roundings of their largest.
+        np.testing.assert_allclose(actual, expected, rtol=0,
+                                   atol=64 * 2.0 ** -24 * np.abs(expected).max())
 print('grouped matches per task')
 '''
 
 
+@pytest.mark.slow
 def test_the_grouped_convolution_layout_matches_the_per_task_layout():
     """In a process of its own: TensorFlow's own CPU kernels cannot group convolutions, oneDNN's
     can, and TensorFlow reads TF_ENABLE_ONEDNN_OPTS when it loads.

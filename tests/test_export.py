@@ -14,6 +14,8 @@ from supervised_reptile.adapt import Adapter
 
 from test_folder import files_under, one_line_error, python_path_env, trained_run
 
+pytestmark = pytest.mark.slow  # a run_folder.py run in a subprocess, and the command
+
 # Loads the file in a process that cannot import this project, prints its parameter count and
 # saves its logits (training=True) on a batch.
 LOAD_ALONE = '''

@@ -10,6 +10,8 @@ import pytest
 
 from conftest import OMNIGLOT_MIRROR, REPO_DIR
 
+pytestmark = pytest.mark.slow  # downloads from the mirror
+
 SCRIPT = str(REPO_DIR / 'fetch_data.sh')
 
 

@@ -247,6 +247,7 @@ def test_the_architecture_follows_channels_unless_model_names_one(family, channe
 
 # run_folder.py end to end.
 
+@pytest.mark.slow
 def test_a_short_run_trains_evaluates_and_records_a_folder_run(run):
     lines = run.process.stdout.splitlines()
     assert any(line.startswith('Train accuracy: ') for line in lines)
@@ -264,6 +265,7 @@ def test_a_short_run_trains_evaluates_and_records_a_folder_run(run):
     assert (run.data / '.decoded-28x28x1.npz').is_file()
 
 
+@pytest.mark.slow
 def test_a_preset_gives_its_values_and_flags_on_the_command_line_win(run):
     config = json.loads((run.directory / 'config.json').read_text())
     assert config['preset'] == 'o15t'
@@ -273,6 +275,7 @@ def test_a_preset_gives_its_values_and_flags_on_the_command_line_win(run):
     assert flags['checkpoint'] == 'run'
 
 
+@pytest.mark.slow
 def test_compare_shows_a_folder_run_without_published_numbers(run):
     result = subprocess.run([sys.executable, '-m', 'supervised_reptile.compare', 'run'],
                             cwd=run.root, capture_output=True, text=True, timeout=120,
@@ -306,6 +309,7 @@ def _two_channels(root):
 # One run per way a run can be refused (a subprocess costs seconds): a data error while reading
 # (an empty class folder and a missing directory are the same kind: see the tests of
 # folder.read_dataset above), absl's required flag, and a check across flags.
+@pytest.mark.slow
 @pytest.mark.parametrize('make', [_corrupt_image, _no_data_dir_flag, _two_channels],
                          ids=lambda make: make.__name__.strip('_'))
 def test_bad_input_is_one_line_with_exit_code_2_and_nothing_written(tmp_path, make):
@@ -318,6 +322,7 @@ def test_bad_input_is_one_line_with_exit_code_2_and_nothing_written(tmp_path, ma
             if '.decoded-' not in name} == before
 
 
+@pytest.mark.slow
 def test_a_validation_split_too_small_for_the_tasks_is_refused_before_training(tmp_path):
     for split, count in (('train', 4), ('val', 2), ('test', 3)):
         write_image_folder(tmp_path / 'images' / split, count, 2)

@@ -44,6 +44,7 @@ def values(variables):
     return [keras.ops.convert_to_numpy(v) for v in variables]
 
 
+@pytest.mark.slow
 def test_importing_the_package_defines_no_flag_and_changes_no_setting():
     code = '''
 import tensorflow as tf
@@ -63,6 +64,7 @@ print('ok')
     assert result.stdout.strip() == 'ok', result.stderr
 
 
+@pytest.mark.slow
 def test_importing_the_package_does_not_load_tensorflow():
     result = subprocess.run([sys.executable, '-c', 'import sys, supervised_reptile; '
                              'print("tensorflow" in sys.modules)'],
@@ -398,6 +400,7 @@ def run_example(name, *arguments, cwd=None):
     return result.stdout
 
 
+@pytest.mark.slow
 def test_own_arrays_example_beats_the_unmeta_trained_start_by_a_wide_margin(tmp_path):
     output = run_example('own_arrays.py', '400', cwd=tmp_path)
     before, after = [float(v) for v in re.findall(r'meta-training: +([\d.]+)', output)]
@@ -405,12 +408,14 @@ def test_own_arrays_example_beats_the_unmeta_trained_start_by_a_wide_margin(tmp_
     assert float(re.search(r'reloaded: ([\d.]+)', output).group(1)) == after
 
 
+@pytest.mark.slow
 def test_sine_example_lowers_the_query_error(tmp_path):
     output = run_example('sine.py', '1500', cwd=tmp_path)
     before, after = [float(v) for v in re.findall(r'meta-training: +([\d.]+)', output)]
     assert after < before / 2
 
 
+@pytest.mark.slow
 def test_omniglot_example_gives_the_run_scripts_numbers(real_omniglot_dir, tmp_path):
     (tmp_path / 'data').mkdir()
     (tmp_path / 'data' / 'omniglot').symlink_to(real_omniglot_dir)

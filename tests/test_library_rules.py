@@ -1,6 +1,6 @@
 """The library's rules as a Keras user relies on them: the meta-updates and the inner loss against
 NumPy, the training state across fits and saves, Keras' optimizers and stop_training, values
-that reach the model as given, task sources from tf.data, and adapt under a strategy."""
+that reach the model as given, task sources from tf.data."""
 
 import json
 import random
@@ -330,6 +330,7 @@ print(json.dumps(sr.load(sys.argv[1]).predict(support, np.arange(5), np.full(
 '''
 
 
+@pytest.mark.slow
 def test_the_package_models_save_and_load_without_custom_objects(tmp_path):
     learner = sr.Reptile(sr.models.omniglot_model(5), eval_steps=2)
     learner.save(tmp_path / 'omniglot')
@@ -382,34 +383,6 @@ def test_a_frozen_batch_statistics_layer_is_kept_and_a_frozen_keras_one_refused(
     learner = small_learner(keras.Sequential([keras.Input((8,)), keras.layers.Dense(4), ours,
                                               keras.layers.Dense(3)]))
     learner.fit(classification_source(), 2, verbose=0)
-
-
-ADAPT_ON_TWO_REPLICAS = '''
-import numpy as np
-import tensorflow as tf
-cpu, = tf.config.list_physical_devices('CPU')
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-import keras
-import supervised_reptile as sr
-strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
-rng = np.random.default_rng(0)
-x = rng.normal(size=(3, 8)).astype(np.float32)
-adapted = []
-for chosen in (None, strategy):
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(5)])
-    learner = sr.Reptile(model, eval_steps=4, eval_batch_size=3, strategy=chosen)
-    adapted.append(learner.adapt(x, np.arange(3))(x).numpy())
-    learner.predict(x, np.arange(3), x)
-assert np.array_equal(adapted[0], adapted[1])
-print('same')
-'''
-
-
-def test_adapt_and_predict_work_under_a_two_replica_strategy():
-    result = subprocess.run([sys.executable, '-c', ADAPT_ON_TWO_REPLICAS], capture_output=True,
-                            text=True, check=False, cwd=REPO_DIR)
-    assert result.stdout.strip() == 'same', result.stderr[-2000:]
 
 
 def test_adapt_leaves_the_callers_random_draws_as_they_were():

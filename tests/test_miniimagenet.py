@@ -136,6 +136,7 @@ def test_sample_loads_as_84x84x3_in_unit_range():
     assert floats.min() >= 0 and floats.max() <= 1 and floats.std() > 0.1
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SAMPLE.is_dir(), reason='no Mini-ImageNet sample in ../shared')
 def test_short_run_of_readme_row_2_on_the_sample(tmp_path):
     (tmp_path / 'data').mkdir()

@@ -16,7 +16,7 @@ from supervised_reptile.errors import UserError
 from supervised_reptile.inner_loop import Adam
 from supervised_reptile.reptile import FOML, Reptile
 
-from conftest import REPO_DIR, random_classes, write_omniglot_tree
+from conftest import REPO_DIR, copy_omniglot_tree, random_classes
 
 CLASSES = random_classes(12, 8, seed=3)
 IMAGES = tf.constant(CLASSES.images)
@@ -57,6 +57,7 @@ def assert_close(actual, expected):
         np.testing.assert_allclose(a, e, rtol=2e-5, atol=2e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('algorithm', [Reptile, FOML])
 def test_each_task_starts_from_the_shared_state_and_the_results_are_averaged(algorithm):
     model, twin = twin_models()
@@ -76,15 +77,15 @@ def test_each_task_starts_from_the_shared_state_and_the_results_are_averaged(alg
             variable.assign(value)
         single.train_step(IMAGES, sampling.stack_tasks([task]), 1.0)
         ends.append(state(single))
-    parallel.train_step(IMAGES, sampling.stack_tasks(tasks), 0.5)
+    parallel.train_step(IMAGES, sampling.stack_tasks(tasks), 0.3)
 
     count = len(twin.trainable_variables)
     old = start[:count]
     mean = [np.mean(pair, axis=0) for pair in zip(*(end[:count] for end in ends))]
     # A single task's run with meta-step 1 ends at old + its update for both algorithms (Reptile:
     # the task's final weights; FOML: old plus its last step's displacement), so the mean update
-    # taken with meta-step 0.5 lands half-way to the mean of the ends.
-    expected = [o + 0.5 * (m - o) for o, m in zip(old, mean)]
+    # taken with meta-step 0.3 lands 0.3 of the way to the mean of the ends (not 0.7: asymmetric).
+    expected = [o + 0.3 * (m - o) for o, m in zip(old, mean)]
     slots = [np.mean(pair, axis=0) for pair in zip(*(end[count:-1] for end in ends))]
     ours = state(parallel)
     assert_close(ours[:count], expected)
@@ -164,6 +165,7 @@ print('same on one and two devices')
 '''
 
 
+@pytest.mark.slow
 def test_two_replicas_give_the_same_result_as_one():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
     result = subprocess.run([sys.executable, '-c', TWO_DEVICES, str(REPO_DIR),
@@ -179,8 +181,9 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def test_two_workers_end_with_the_weights_of_one_process(tmp_path):
-    write_omniglot_tree(tmp_path / 'data' / 'omniglot', alphabets=11, characters=110, drawings=2)
+@pytest.mark.slow
+def test_two_workers_end_with_the_weights_of_one_process(tmp_path, omniglot_tree):
+    copy_omniglot_tree(omniglot_tree, tmp_path)
     command = [sys.executable, str(REPO_DIR / 'run_omniglot.py'), '--shots', '1',
                '--train-shots', '2', '--inner-iters', '2', '--meta-batch', '2', '--meta-iters',
                '3', '--eval-iters', '2', '--eval-samples', '2', '--parallel-meta-batch']

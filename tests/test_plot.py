@@ -127,6 +127,7 @@ def test_a_record_cut_short_ends_the_reading_of_its_file(tmp_path):
     assert summaries.last_logged_step(str(tmp_path)) == 3
 
 
+@pytest.mark.slow
 def test_event_files_are_read_without_a_deprecation_notice(tmp_path):
     write_raw_events(tmp_path / 'events.out.tfevents.1.x', [(7, 'accuracy', 0.5)])
     code = ('from supervised_reptile import summaries; '
@@ -184,6 +185,7 @@ def test_a_run_without_results_is_drawn_without_final_lines(tmp_path, capsys):
     assert_picture(output, 1200, 600)
 
 
+@pytest.mark.slow
 def test_the_command_writes_a_png_of_a_panel_per_run(tmp_path):
     first, second = tmp_path / 'first', tmp_path / 'second'
     write_run(first)
@@ -247,6 +249,7 @@ def test_an_output_that_cannot_be_written_is_refused(tmp_path, capsys):
                    '--window', '0') == 'error: --window 0: give 1 or more evaluations\n'
 
 
+@pytest.mark.slow
 def test_without_matplotlib_the_error_says_how_to_install_it(tmp_path, capsys, monkeypatch):
     write_run(tmp_path / 'run')
     for name in [name for name in sys.modules if name.startswith('matplotlib')]:
@@ -275,6 +278,7 @@ def full_run():
     return str(FULL_RUN)
 
 
+@pytest.mark.slow
 def test_the_full_length_run_of_an_earlier_release_is_drawn(full_run, tmp_path):
     run = plot.load_run(full_run)
     for split in plot.SPLITS:

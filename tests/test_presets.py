@@ -1,15 +1,11 @@
 """--preset: every published configuration as a named preset, explicit flags over preset values."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from supervised_reptile import args, presets, published, recipes
 from supervised_reptile.errors import UserError
 
-from conftest import REPO_DIR
+from conftest import REPO_DIR, run_script_here
 
 COLUMNS = ('shots', 'classes', 'train-shots', 'inner-batch', 'inner-iters', 'learning-rate',
            'meta-step', 'meta-step-final', 'meta-batch', 'meta-iters', 'eval-batch', 'eval-iters',
@@ -140,15 +136,8 @@ def test_unknown_preset_and_preset_of_the_other_script_are_user_errors():
         parse('--preset', 'm15t', dataset='omniglot')
 
 
-def run_script(*flags):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
-    return subprocess.run([sys.executable, str(REPO_DIR / 'run_omniglot.py'), *flags],
-                          cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=300,
-                          check=False)
-
-
 def test_preset_list_shows_every_preset_with_its_source_and_cell():
-    result = run_script('--preset', 'list')
+    result = run_script_here(REPO_DIR, '--preset', 'list')
     assert result.returncode == 0, result.stderr
     blocks = {block.split()[0]: block for block in result.stdout.strip().split('\n\n')}
     assert list(blocks) == list(presets.PRESETS)
@@ -161,7 +150,7 @@ def test_preset_list_shows_every_preset_with_its_source_and_cell():
 
 
 def test_unknown_preset_is_one_line_naming_the_listing():
-    result = run_script('--preset', 'o15x')
+    result = run_script_here(REPO_DIR, '--preset', 'o15x')
     assert result.returncode == 2
     assert 'Traceback' not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == \

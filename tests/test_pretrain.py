@@ -14,7 +14,7 @@ from supervised_reptile.errors import UserError
 from supervised_reptile.inner_loop import Adam, gather_inputs
 from supervised_reptile.reptile import Reptile
 
-from conftest import random_classes, run_script, write_omniglot_tree
+from conftest import random_classes, run_script_here, write_omniglot_tree
 
 CLASSES = random_classes(24, 5, seed=4)
 TINY = pretrain.Settings(iterations=30, learning_rate=0.01, batch_size=8, holdout_per_class=1,
@@ -150,11 +150,13 @@ def workdir(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_run_script_pretrains_freezes_and_records_it(workdir):
-    result = run_script(workdir, '--shots', '1', '--train-shots', '2', '--inner-iters', '1',
-                        '--meta-iters', '2', '--eval-samples', '2', '--pretrain-iters', '4',
-                        '--pretrain-eval-interval', '2', '--pretrain-batch', '16',
-                        '--pretrain-holdout', '1', '--freeze-blocks', '1', '--checkpoint', 'ckpt')
+    result = run_script_here(workdir, '--shots', '1', '--train-shots', '2', '--inner-iters', '1',
+                             '--meta-iters', '2', '--eval-samples', '2', '--pretrain-iters', '4',
+                             '--pretrain-eval-interval', '2', '--pretrain-batch', '16',
+                             '--pretrain-holdout', '1', '--freeze-blocks', '1',
+                             '--checkpoint', 'ckpt')
     assert result.returncode == 0, result.stderr
     assert 'pretrain step 2: train loss=' in result.stdout and 'Test accuracy: ' in result.stdout
     ckpt = workdir / 'ckpt'
@@ -167,9 +169,10 @@ def test_run_script_pretrains_freezes_and_records_it(workdir):
     assert os.listdir(ckpt / 'pretrain' / 'train') and os.listdir(ckpt / 'pretrain' / 'holdout')
 
 
+@pytest.mark.slow
 def test_run_script_refuses_a_missing_backbone_in_one_line(workdir):
-    result = run_script(workdir, '--meta-iters', '1', '--shots', '1', '--pretrained-backbone',
-                        'nowhere', '--checkpoint', 'refused')
+    result = run_script_here(workdir, '--meta-iters', '1', '--shots', '1',
+                             '--pretrained-backbone', 'nowhere', '--checkpoint', 'refused')
     assert result.returncode == 2 and 'Traceback' not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(
         'error: no pre-trained backbone in nowhere; point --pretrained-backbone at')

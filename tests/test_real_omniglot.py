@@ -3,6 +3,7 @@
 import hashlib
 
 import numpy as np
+import pytest
 
 from supervised_reptile import models, omniglot
 from supervised_reptile.inner_loop import Adam
@@ -10,6 +11,8 @@ from supervised_reptile.learner import Reptile
 from supervised_reptile.settings import Evaluation, TaskShape, Training
 from supervised_reptile.tasks import ClassificationTasks
 from supervised_reptile.train import train
+
+pytestmark = pytest.mark.slow  # the real Omniglot, decoded and trained on
 
 
 def test_full_omniglot_reads_and_splits_like_the_reference(real_omniglot_dir):
@@ -47,7 +50,7 @@ def test_short_run_of_readme_row_1_learns(real_omniglot_dir, tmp_path):
     shape = TaskShape(classes=5, shots=1)
     training = Training(train_shots=10, inner_batch=10, inner_iters=5, meta_step=1,
                         meta_step_final=0, meta_batch=5, meta_iters=200, eval_interval=1000)
-    evaluation = Evaluation(transductive=True, samples=200)
+    evaluation = Evaluation(transductive=True, samples=100)
     learner = Reptile(models.omniglot_model(5), inner_optimizer=Adam(0.001),
                       loss_reduction='sum', inner_steps=training.inner_iters,
                       inner_batch_size=training.inner_batch,

@@ -20,12 +20,16 @@ from supervised_reptile.summaries import last_logged_step
 from supervised_reptile.tasks import ClassificationTasks
 from supervised_reptile.train import TrainingDiverged, train
 
-from conftest import REPO_DIR, random_classes, write_omniglot_tree
+from conftest import REPO_DIR, copy_omniglot_tree, random_classes
+
+pytestmark = pytest.mark.slow  # run scripts killed and resumed in subprocesses
 
 META_ITERS = 450
 COMMAND = ['--shots', '1', '--train-shots', '2', '--inner-iters', '2', '--meta-batch', '2',
            '--meta-iters', str(META_ITERS), '--eval-iters', '3', '--eval-interval', '10',
-           '--eval-samples', '5', '--transductive']
+           '--eval-samples', '5', '--transductive',
+           # Annealed, so that a resumed run that restarted the annealing would end elsewhere.
+           '--meta-step', '0.8', '--meta-step-final', '0.05']
 FINAL = 'model.ckpt-%d' % (META_ITERS - 1)
 
 
@@ -77,9 +81,9 @@ def logged_steps(log_dir):
 
 
 @pytest.fixture(scope='module')
-def workdir(tmp_path_factory):
+def workdir(tmp_path_factory, omniglot_tree):
     root = tmp_path_factory.mktemp('resume')
-    write_omniglot_tree(root / 'data' / 'omniglot', alphabets=11, characters=110, drawings=2)
+    copy_omniglot_tree(omniglot_tree, root)
     return root
 
 

@@ -36,6 +36,7 @@ def max_difference(params, others):
     return max(float(np.max(np.abs(p - o))) for p, o in zip(params, others))
 
 
+@pytest.mark.slow
 def test_reptile_with_one_inner_step_is_joint_training():
     """Equation 1 of the paper: with k = 1, Reptile's update (meta step e, inner step a) is a
     gradient step of size e * a on the tasks' mean loss. With k = 2 it is not."""
@@ -108,6 +109,7 @@ def test_maml_gradient_is_the_true_gradient_and_first_order_is_not():
     assert relative_error(fomaml) > 0.05
 
 
+@pytest.mark.slow
 def test_meta_training_beats_training_from_scratch():
     family, sgd = tasks.Sine(), optimizers.SGD(0.02)
     initial = model.init_mlp([1, 64, 64, 1], seed=0)
@@ -175,6 +177,7 @@ def test_bad_settings_are_user_errors(argv, message):
         parse_settings(*argv)
 
 
+@pytest.mark.slow
 def test_run_writes_figures_and_metrics(tmp_path):
     settings = parse_settings('--algorithm', 'reptile,maml',
                               '--inner-optimizer', 'sgd,adam-pytorch',
@@ -210,6 +213,7 @@ def run_command(cwd, *argv):
                           capture_output=True, text=True, timeout=300, check=False)
 
 
+@pytest.mark.slow
 def test_help_lists_the_flags_and_their_defaults(tmp_path):
     result = run_command(tmp_path, '--help')
     for flag, default in [('meta-iters', "'30000'"), ('learning-rate', "'0.02'"),
@@ -218,6 +222,7 @@ def test_help_lists_the_flags_and_their_defaults(tmp_path):
         assert '(default: %s)' % default in result.stdout.split('--%s:' % flag)[1]
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path):
     result = run_command(tmp_path, '--preset', 'nope')
     assert result.returncode == 2

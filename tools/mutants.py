@@ -25,7 +25,8 @@ REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALGORITHM_TESTS = ['tests/test_library_rules.py', 'tests/test_reptile.py',
                    'tests/test_inner_loop.py', 'tests/test_evaluation.py',
                    'tests/test_sampling.py', 'tests/test_parallel.py', 'tests/test_library.py',
-                   'tests/test_cli.py', 'tests/test_resume.py', 'tests/test_periodic.py']
+                   'tests/test_cli.py', 'tests/test_resume.py', 'tests/test_periodic.py',
+                   'tests/test_freezing.py']
 LEFT_OUT = {'.git', 'data', '__pycache__', '.pytest_cache', 'supervised_reptile_tf2.egg-info'}
 
 
@@ -107,6 +108,71 @@ MUTANTS = [
            "inner_optimizer=inner_rule(values), loss_reduction='sum',  # the reference's",
            "inner_optimizer=inner_rule(values), loss_reduction='mean',",
            "the run scripts average the loss where the reference sums it"),
+    Mutant('adam-epsilon-inside-root', 'supervised_reptile/inner_loop.py',
+           'first, second = slots',
+           'first, second = slots; step = tf.cast(step, variable.dtype); '
+           'second.assign(self.beta_2 * second + (1 - self.beta_2) * gradient ** 2); '
+           'first.assign(self.beta_1 * first + (1 - self.beta_1) * gradient); '
+           'return variable.assign_sub(self.learning_rate * tf.sqrt(1 - self.beta_2 ** step) '
+           '/ (1 - self.beta_1 ** step) * first / tf.sqrt(second + self.epsilon))',
+           "Adam written out by hand, with epsilon inside the square root"),
+    Mutant('adam-epsilon-on-corrected-v', 'supervised_reptile/inner_loop.py',
+           'epsilon=tf.constant(self.epsilon, variable.dtype), grad=gradient)',
+           'epsilon=tf.constant(self.epsilon, variable.dtype) * tf.sqrt(1 - self.beta_2 ** step), '
+           'grad=gradient)',
+           "Adam's epsilon added to the root of the bias-corrected second moment (the paper's and "
+           "PyTorch's Adam), not to the uncorrected one's as TF1 adds it"),
+    Mutant('adam-correction-default-beta-1', 'supervised_reptile/inner_loop.py',
+           'beta1_power=self.beta_1 ** step, beta2_power=self.beta_2 ** step,',
+           'beta1_power=0.9 ** step, beta2_power=self.beta_2 ** step,',
+           "Adam's bias correction computed with Keras' default beta_1, though there is no "
+           "momentum"),
+    Mutant('adam-keras-epsilon', 'supervised_reptile/inner_loop.py',
+           'epsilon: float = 1e-8', 'epsilon: float = 1e-7',
+           "Adam with Keras' default epsilon instead of TF1's"),
+    Mutant('adam-fresh-per-task', 'supervised_reptile/reptile.py',
+           'variable.assign(value[None])',
+           'variable.assign(value[None]); [slot.assign(tf.zeros_like(slot)) for slots in '
+           'self.optimizer.slots for slot in slots]; self.optimizer.iterations.assign(0)',
+           "every task of a meta-batch starts from a fresh Adam, not from the state the "
+           "previous task left"),
+    Mutant('eval-adam-fresh', 'supervised_reptile/evaluation.py',
+           'state.start(*start)',
+           'state.start(start.weights, [[tf.zeros_like(slot) for slot in slots] '
+           'for slots in start.slots], 0)',
+           "evaluation fine-tunes with a fresh Adam, not from the meta-trained state"),
+    Mutant('eval-adam-step-restarted', 'supervised_reptile/evaluation.py',
+           'state.start(*start)', 'state.start(start.weights, start.slots, 0)',
+           "evaluation keeps Adam's moments but restarts its step count (its bias correction)"),
+    Mutant('eval-without-weight-decay', 'supervised_reptile/evaluation.py',
+           'self.inner_loop = InnerLoop(self.network, reptile.rule, reptile.weight_decay, '
+           'reptile.loss,',
+           'self.inner_loop = InnerLoop(self.network, reptile.rule, 1.0, reptile.loss,',
+           "weight decay before the training's inner steps only, not evaluation's"),
+    Mutant('weight-decay-on-untrained', 'supervised_reptile/inner_loop.py',
+           'for variable in state.weights:',
+           'for variable in state.weights + self.network.shared_variables:',
+           "weight decay also shrinks the variables an inner step reads but does not train"),
+    Mutant('frozen-in-evaluation-fine-tuned', 'supervised_reptile/reptile.py',
+           'frozen = {id(variable) for variable in frozen_in_evaluation}', 'frozen = set()',
+           "evaluation fine-tunes the variables it was told to keep frozen"),
+    Mutant('frozen-block-batch-norm-trained', 'supervised_reptile/backbone.py',
+           'for layer in block:', 'for layer in block[:1]:',
+           "freezing a block freezes its convolution but leaves its batch norm trainable"),
+    Mutant('count-correct-wrong-axis', 'supervised_reptile/evaluation.py',
+           'predictions = np.argmax(self.query_logits(jobs, size, start), axis=-1)',
+           'predictions = np.argmax(self.query_logits(jobs, size, start), axis=1)',
+           "the predicted class taken over the queries of [tasks, queries, classes], not the "
+           "classes"),
+    Mutant('run-scripts-not-annealed', 'supervised_reptile/recipes.py',
+           'meta_step_size_final=training_settings.meta_step_final,',
+           'meta_step_size_final=training_settings.meta_step,',
+           "the run scripts hand the learner --meta-step as the final value: no annealing"),
+    Mutant('resume-restarts-annealing', 'supervised_reptile/train.py',
+           'learner.fit(tasks, meta_iters, callbacks=[bookkeeping], initial_iteration=first_step,',
+           'learner.fit(tasks, meta_iters - first_step, callbacks=[bookkeeping], '
+           'initial_iteration=0,',
+           "a resumed run anneals the meta step over the meta-iterations left, from the start"),
 ]
 
 
