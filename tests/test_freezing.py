@@ -18,10 +18,10 @@ from supervised_reptile.reptile import Reptile
 from supervised_reptile.settings import Evaluation
 
 from conftest import random_classes
-from test_inner_loop import CLASSES as SMALL_CLASSES
-from test_inner_loop import (NETWORK_ROUNDINGS, ROUNDING, NumpyAdam, assert_rounded, f32,
-                             small_model, values)
-from test_reptile import numpy_evaluation, numpy_meta_step, training_tasks
+from numpy_reference import CLASSES as SMALL_CLASSES
+from numpy_reference import (NETWORK_ROUNDINGS, ROUNDING, NumpyAdam, assert_rounded, f32,
+                             numpy_evaluation, numpy_meta_step, small_model, training_tasks,
+                             values)
 
 CLASSES = random_classes(12, 8, seed=3)
 IMAGES = tf.constant(CLASSES.images)

@@ -1,10 +1,9 @@
 """The compiled meta-step and evaluation do what the reference's algorithm does, followed in
-NumPy (test_inner_loop.py's small network and TF1's Adam): one Adam state carried through the
+NumPy (numpy_reference.py's small network and TF1's Adam): one Adam state carried through the
 tasks of a meta-batch and across meta-steps, Reptile's interpolation and first-order MAML's
 last-step displacement, frozen blocks as constants, and evaluation fine-tuning from the
 meta-trained state, then predicting in the batches of its mode."""
 
-import copy
 import dataclasses
 
 import keras
@@ -19,41 +18,11 @@ from supervised_reptile.reptile import FOML, Reptile
 from supervised_reptile.settings import Evaluation
 
 from conftest import random_classes
-from test_inner_loop import (CLASSES, NETWORK_ROUNDINGS, ROUNDING, NumpyAdam, assert_rounded,
-                             f32, numpy_logits, numpy_step, small_model, values)
+from numpy_reference import (CLASSES, NETWORK_ROUNDINGS, ROUNDING, NumpyAdam, assert_rounded,
+                             f32, numpy_evaluation, numpy_meta_step, small_model, training_tasks,
+                             values)
 
 IMAGES = tf.constant(CLASSES.images)
-
-
-def numpy_meta_step(weights, optimizer, tasks, meta_step_size, weight_decay=1.0,
-                    first_order=False, trained=None):
-    """The reference's meta-step from weights: every task trains from them (the variables at
-    positions trained; by default all), optimizer's state carried from task to task, then
-    old + meta_step_size * (mean of the tasks' final weights - old) for Reptile, or
-    old + meta_step_size * (mean displacement of the tasks' last inner steps) for first-order
-    MAML."""
-    updates = []
-    for task in tasks:
-        task_weights = weights
-        for indices, labels in [*zip(task.head_indices, task.head_labels),
-                                (task.last_indices, task.last_labels)]:
-            before_last = task_weights
-            _, task_weights = numpy_step(task_weights, optimizer, CLASSES.images[indices], labels,
-                                         weight_decay, trained)
-        updates.append([a - b for a, b in zip(task_weights, before_last)] if first_order
-                       else task_weights)
-    mean = [np.mean(update, axis=0) for update in zip(*updates)]
-    step = f32(meta_step_size)
-    if first_order:
-        return [o + step * m for o, m in zip(weights, mean)]
-    return [o + step * (m - o) for o, m in zip(weights, mean)]
-
-
-def training_tasks(rng, count=3, tail_shots=None):
-    """count 3-way tasks of 4 shots, in 3 mini-batches of 6 (the last one the held-out tail of
-    one shot a class with tail_shots=1)."""
-    return [sampling.training_task(CLASSES, 3, 4, 6, 3, False, rng, tail_shots)
-            for _ in range(count)]
 
 
 def assert_adam_state(algorithm, optimizer, steps, numpy_order=None):
@@ -137,21 +106,6 @@ def test_one_inner_sgd_step_is_a_gradient_step_on_the_expected_loss():
 
 
 EVALUATION = Evaluation(inner_batch=4, inner_iters=5)
-
-
-def numpy_evaluation(weights, optimizer, task, weight_decay, trained=None):
-    """A task's query logits as the reference predicts them after fine-tuning (the variables at
-    positions trained; by default all) from weights and optimizer's state (a copy; it is left
-    as it is), by mode: transductive (True), the queries in one batch; non-transductive
-    (False), each query last in a batch with the whole support set."""
-    optimizer = copy.deepcopy(optimizer)
-    for indices, labels in zip(task.batch_indices, task.batch_labels):
-        _, weights = numpy_step(weights, optimizer, CLASSES.images[indices], labels,
-                                weight_decay, trained)
-    support, queries = CLASSES.images[task.support_indices], CLASSES.images[task.query_indices]
-    return {True: numpy_logits(weights, queries),
-            False: np.stack([numpy_logits(weights, np.concatenate([support, query[None]]))[-1]
-                             for query in queries])}
 
 
 def test_evaluation_fine_tunes_from_the_meta_trained_adam_state_then_predicts_by_its_mode():
