@@ -36,23 +36,23 @@ def run_script(cwd, *flags):
                           env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
-def run_script_here(cwd, *flags, script='run_omniglot.py'):
-    """Run a run script's main with flags in this process, in cwd, as `python script flags`
-    would (flags parsed by absl, a UserError reported as one line with exit code 2); a
-    completed-process-like namespace of returncode, stdout and stderr.
+def run_script_here(cwd, *flags):
+    """Run run_omniglot.py with flags in this process, in cwd, as run_script would (flags
+    parsed by absl, a UserError reported as one line with exit code 2); a completed-process-like
+    namespace of returncode, stdout and stderr.
 
-    For runs refused before training: a subprocess would add seconds of TensorFlow's start-up
-    and test nothing more (each script keeps an end-to-end run in a subprocess)."""
+    For refused and short runs: a subprocess would add seconds of TensorFlow's start-up and
+    test nothing more (the script keeps end-to-end runs in subprocesses)."""
     from supervised_reptile import args  # pylint: disable=import-outside-toplevel
     environment, directory, argv = dict(os.environ), os.getcwd(), sys.argv
     stdout, stderr = io.StringIO(), io.StringIO()
     args.FLAGS.unparse_flags()
     try:
         os.chdir(cwd)
-        sys.argv = [script, *flags]
+        sys.argv = ['run_omniglot.py', *flags]
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             try:
-                runpy.run_path(str(REPO_DIR / script), run_name='__main__')
+                runpy.run_path(str(REPO_DIR / 'run_omniglot.py'), run_name='__main__')
                 returncode = 0
             except SystemExit as exited:
                 code = exited.code
@@ -65,6 +65,29 @@ def run_script_here(cwd, *flags, script='run_omniglot.py'):
         args.FLAGS.unparse_flags()
     return types.SimpleNamespace(returncode=returncode, stdout=stdout.getvalue(),
                                  stderr=stderr.getvalue())
+
+
+def blobs(num_classes=12, per_class=8, seed=0):
+    """Classes of 8-dimensional points around random centres: (x float32, y)."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(num_classes), per_class)
+    x = (3 * rng.normal(size=(num_classes, 8)))[y] + rng.normal(size=(len(y), 8))
+    return x.astype(np.float32), y
+
+
+def sine(rng, n):
+    """A regression task of sr.tasks.from_function: n points of a random sine wave."""
+    amplitude, phase = rng.uniform(0.5, 2.0), rng.uniform(0, np.pi)
+    points = rng.uniform(-3, 3, size=(n, 1))
+    return points, amplitude * np.sin(points[:, 0] + phase)
+
+
+def sine_model(seed=0):
+    """A 1-8-1 tanh network for sine's tasks."""
+    import keras  # pylint: disable=import-outside-toplevel
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((1,)), keras.layers.Dense(8, activation='tanh'),
+                             keras.layers.Dense(1)])
 
 
 def random_classes(num_classes, per_class, shape=(28, 28, 1), seed=0):

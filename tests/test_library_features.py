@@ -30,16 +30,8 @@ import supervised_reptile as sr
 from supervised_reptile.adapt import Adapter
 from supervised_reptile.demo import SHIPPED_MODEL
 
-from conftest import REPO_DIR
+from conftest import REPO_DIR, blobs, sine, sine_model
 from demo_server import running_demo
-
-
-def blobs(num_classes=12, per_class=6, seed=0):
-    """Classes of 8-dimensional points around random centres: (x float32, y)."""
-    rng = np.random.default_rng(seed)
-    y = np.repeat(np.arange(num_classes), per_class)
-    x = (3 * rng.normal(size=(num_classes, 8)))[y] + rng.normal(size=(len(y), 8))
-    return x.astype(np.float32), y
 
 
 def mlp(seed=0, inputs=(8,)):
@@ -53,18 +45,6 @@ def small_learner(model, **settings):
                    meta_batch_size=2, eval_steps=3, eval_batch_size=3)
     options.update(settings)
     return sr.Reptile(model, **options)
-
-
-def sine(rng, n):
-    amplitude, phase = rng.uniform(0.5, 2.0), rng.uniform(0, np.pi)
-    points = rng.uniform(-3, 3, size=(n, 1))
-    return points, amplitude * np.sin(points[:, 0] + phase)
-
-
-def sine_model():
-    keras.utils.set_random_seed(0)
-    return keras.Sequential([keras.Input((1,)), keras.layers.Dense(8, activation='tanh'),
-                             keras.layers.Dense(1)])
 
 
 def weights_of(learner):
@@ -114,7 +94,7 @@ def test_a_folder_of_class_folders_trains_and_evaluates_as_its_images_would(tmp_
 # fit's progress bar and validation.
 
 def test_the_progress_bar_shows_every_epochs_loss_and_verbose_0_prints_nothing(capsys):
-    x, y = blobs()
+    x, y = blobs(per_class=6)
     learner = small_learner(mlp())
     history = learner.fit(sr.tasks.from_arrays(x, y, ways=3, shots=2), 6, steps_per_epoch=3,
                           verbose=1)
@@ -222,7 +202,7 @@ def test_prediction_and_adaptation_normalise_with_the_batch_statistics(transduct
     prediction normalise each batch with its own statistics, the queries all in one batch
     (transductive) or each with the support set: followed here in float64, with the batch
     statistics written out."""
-    x, _ = blobs()
+    x, _ = blobs(per_class=6)
     support_x, support_y, queries = x[[0, 6, 12]], np.arange(3), x[[1, 7, 13, 2]]
     learner = sr.Reptile(batch_norm_model(), inner_optimizer=sr.SGD(0.5), eval_steps=2,
                          eval_batch_size=3, transductive=transductive)
@@ -280,7 +260,7 @@ def test_mini_batches_drawn_with_replacement_are_of_distinct_examples():
 def test_xla_compiled_steps_give_the_weights_and_scores_of_the_plain_ones():
     """jit_compile=True compiles meta-training and evaluation with XLA, which fuses and
     reorders the float operations: the same numbers to float tolerance."""
-    x, y = blobs()
+    x, y = blobs(per_class=6)
     outcomes = []
     for jit_compile in (False, True):
         learner = small_learner(mlp(), jit_compile=jit_compile, transductive=True)

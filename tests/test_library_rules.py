@@ -14,7 +14,7 @@ import tensorflow as tf
 
 import supervised_reptile as sr
 
-from conftest import REPO_DIR
+from conftest import REPO_DIR, blobs, sine, sine_model
 
 # One regression task, the same at every draw: 4 points of a plane, so that every inner
 # mini-batch of 4 is the whole task (in some order) and NumPy can follow the algorithm.
@@ -96,13 +96,6 @@ def test_a_summed_loss_with_sgd_is_a_mean_loss_with_the_rate_times_the_batch():
         assert np.allclose(summed, averaged, rtol=1e-5, atol=1e-6)
 
 
-def blobs(num_classes=12, per_class=8, seed=0):
-    rng = np.random.default_rng(seed)
-    y = np.repeat(np.arange(num_classes), per_class)
-    x = (3 * rng.normal(size=(num_classes, 8)))[y] + rng.normal(size=(len(y), 8))
-    return x.astype(np.float32), y
-
-
 def mlp(seed=0, outputs=3):
     keras.utils.set_random_seed(seed)
     return keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation='relu'),
@@ -142,17 +135,7 @@ def classification_source(seed=0):
 
 
 def sine_source(seed=0):
-    def sine(rng, n):
-        amplitude, phase = rng.uniform(0.5, 2.0), rng.uniform(0, np.pi)
-        points = rng.uniform(-3, 3, size=(n, 1))
-        return points, amplitude * np.sin(points[:, 0] + phase)
     return sr.tasks.from_function(sine, shots=5, seed=seed)
-
-
-def sine_model(seed=0):
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential([keras.Input((1,)), keras.layers.Dense(8, activation='tanh'),
-                             keras.layers.Dense(1)])
 
 
 @pytest.mark.parametrize('kind', ['classification', 'regression'])
